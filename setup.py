@@ -1,0 +1,29 @@
+"""mmjax: a JAX/Flax research framework for multimodal models."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mmjax",
+    version="0.1.0",
+    description="JAX/Flax research framework for multimodal models",
+    packages=find_packages(include=["mmjax", "mmjax.*"]),
+    python_requires=">=3.11",
+    # Ranges span the versions these were tested with (2026-11: jax 0.10.2, flax 0.12.8, ...).
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.6,<0.3",
+        "orbax-checkpoint>=0.12,<0.13",
+        "ml-collections>=1.1,<2",
+        "grain>=0.2.15,<0.3",
+        "tensorflow-datasets>=4.9.9,<5",
+        "array-record>=0.8,<0.9",
+        "absl-py>=2.1,<3",
+        "numpy>=2.0,<3",
+        "tensorboardX>=2.6,<3",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "ruff>=0.15,<0.18"],
+    },
+)
