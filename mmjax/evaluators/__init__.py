@@ -1,0 +1,23 @@
+"""Evaluators, chosen by `config.evals.<name>.type`.
+
+An evaluator is built from the keyword arguments of its config entry (less the keys the
+trainer reads: type, split, batch_size, every) and scores (batch, predictions) pairs.
+"""
+
+from mmjax.evaluators.classification import ClassificationEvaluator
+
+EVALUATORS = {"classification": ClassificationEvaluator}
+
+TRAINER_KEYS = ("type", "split", "batch_size", "every")
+
+
+def build_evaluator(name: str, eval_config: dict):
+    """Builds the evaluator `eval_config['type']` with the entry's other keys."""
+    kind = eval_config.get("type")
+    if kind not in EVALUATORS:
+        raise ValueError(f"evals.{name}.type={kind!r} is not one of {sorted(EVALUATORS)}")
+    kwargs = {k: v for k, v in eval_config.items() if k not in TRAINER_KEYS}
+    try:
+        return EVALUATORS[kind](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"evals.{name}: {e}") from None

@@ -1,0 +1,66 @@
+"""Helpers for experiment configs: typed `key=value` arguments and validation.
+
+Every config file exposes `get_config(arg=None)`; `arg` is the text after the colon in
+`--config=configs/x.py:size=tiny,steps=100`. `parse_arg` turns it into a ConfigDict whose
+values take the types of the defaults, so a mistyped name or value fails at once.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A problem in the experiment config; the message names the offending key."""
+
+
+def _coerce(key: str, text: str, default):
+    """Converts `text` to the type of `default`, or raises ConfigError naming `key`."""
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"config argument {key}={text!r}: expected a boolean")
+    for kind in (int, float):
+        if isinstance(default, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ConfigError(
+                    f"config argument {key}={text!r}: expected {kind.__name__}"
+                ) from None
+    return text
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses 'a=1,b=x' into a ConfigDict typed like `defaults`; unknown keys are errors.
+
+    A bare word without '=' sets the first default (so `:tiny` means `size=tiny` when
+    `size` is the first default).
+    """
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            key, text = next(iter(defaults)), key
+        if key not in defaults:
+            raise ConfigError(
+                f"unknown config argument {key!r}; known arguments: {', '.join(defaults)}"
+            )
+        values[key] = _coerce(key, text.strip(), defaults[key])
+    return ml_collections.ConfigDict(values)
+
+
+def choose(key: str, value: str, options):
+    """Returns options[value], or raises ConfigError listing the valid choices for `key`."""
+    if value not in options:
+        raise ConfigError(f"{key}={value!r} is not one of {sorted(options)}")
+    return options[value]
+
+
+def require(condition: bool, message: str) -> None:
+    """Raises ConfigError(message) unless `condition` holds."""
+    if not condition:
+        raise ConfigError(message)

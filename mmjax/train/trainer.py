@@ -1,0 +1,226 @@
+"""The one training loop, which knows nothing of any task.
+
+A task plugs in through:
+
+  task.preprocess(record) -> example    (NumPy dict, one example)
+  task.init_params(rng, batch) -> params
+  task.loss(params, batch, rng) -> (scalar loss, dict of scalar metrics)
+  task.predict(params, batch) -> dict of arrays for the evaluators
+
+Sections: mesh and data; state and shardings; restore; compiled steps; the loop with logs,
+evaluations and checkpoints on their own schedules; SIGTERM/SIGINT save and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mmjax import evaluators
+from mmjax.data import pipeline, sources
+from mmjax.train import sharding
+from mmjax.train.checkpoints import Checkpointer
+from mmjax.train.metric_writers import MetricWriter
+from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
+from mmjax.train.progress import Progress
+from mmjax.train.state import TrainState
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_divisible(what: str, batch_size: int, mesh) -> None:
+    shards = sharding.data_parallel_size(mesh)
+    if batch_size % shards or batch_size % jax.process_count():
+        raise ValueError(
+            f"{what}={batch_size} does not divide over {shards} data-parallel devices "
+            f"in {jax.process_count()} processes"
+        )
+
+
+def _scalars(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
+    """Trains `task` per `config` in `workdir` (resuming if possible); returns final evals."""
+    # ---------------------------------------------------------------- mesh and data
+    mesh = sharding.make_mesh(config.mesh)
+    _check_divisible("batch_size", config.batch_size, mesh)
+    for name, ev in config.evals.items():
+        _check_divisible(f"evals.{name}.batch_size", ev.batch_size, mesh)
+    process, processes = jax.process_index(), jax.process_count()
+    local_batch = config.batch_size // processes
+
+    train_source = sources.get_source(config.data, "train")
+    train_iter = iter(
+        pipeline.train_dataset(
+            train_source,
+            task.preprocess,
+            local_batch,
+            seed=config.data.shuffle_seed,
+            process_index=process,
+            process_count=processes,
+            num_threads=config.data.num_threads,
+        )
+    )
+    eval_setups = {}
+    for name, ev in config.evals.items():
+        source = sources.get_source(config.data, ev.split)
+        eval_setups[name] = (
+            evaluators.build_evaluator(name, ev.to_dict()),
+            pipeline.eval_dataset(
+                source, task.preprocess, ev.batch_size // processes, process, processes
+            ),
+        )
+
+    # ---------------------------------------------------------------- state and shardings
+    example = jax.tree.map(lambda x: np.stack([x] * local_batch), task.preprocess(train_source[0]))
+    init_batch = sharding.global_batch(example, mesh)
+    optimizer = make_optimizer(config.optim, config.total_steps)
+    rng = jax.random.key_data(jax.random.key(config.seed))
+
+    def init_state(rng, batch):
+        params = task.init_params(jax.random.wrap_key_data(rng), batch)
+        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), rng)
+
+    abstract = jax.eval_shape(init_state, rng, init_batch)
+    replicated = sharding.replicated(mesh)
+    state_sharding = jax.tree.map(lambda _: replicated, abstract)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+    )
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract.params))
+    logging.info("model has %s parameters", f"{num_params:,}")
+
+    # ---------------------------------------------------------------- restore
+    checkpointer = Checkpointer(f"{workdir}/checkpoints", keep=config.keep_checkpoints)
+    restored = checkpointer.restore_latest(abstract)
+    if restored is None:
+        state = jax.jit(init_state, out_shardings=state_sharding)(rng, init_batch)
+        logging.info("starting from step 0")
+    else:
+        step, state, data_state = restored
+        if data_state is not None:
+            train_iter.set_state(data_state)
+        logging.info("resumed from the checkpoint at step %d", step)
+
+    # ---------------------------------------------------------------- compiled steps
+    schedule = learning_rate_schedule(config.optim, config.total_steps)
+    batch_spec = sharding.batch_sharding(mesh)
+
+    def train_step(state: TrainState, batch):
+        step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        (loss, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            state.params, batch, step_rng
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = jax.tree.map(jnp.add, state.params, updates)
+        metrics = dict(metrics, loss=loss, grad_norm=_global_norm(grads))
+        metrics["learning_rate"] = schedule(state.step)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    train_step = jax.jit(
+        train_step,
+        in_shardings=(state_sharding, batch_spec),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    predict = jax.jit(
+        task.predict, in_shardings=(state_sharding.params, batch_spec), out_shardings=batch_spec
+    )
+
+    # ---------------------------------------------------------------- the loop
+    writer = MetricWriter(workdir)
+
+    def evaluate(step: int, names) -> dict[str, float]:
+        results = {}
+        for name in names:
+            evaluator, dataset = eval_setups[name]
+            start = time.perf_counter()
+            pairs = (
+                (
+                    _to_host(local),
+                    _to_host(predict(state.params, sharding.global_batch(local, mesh))),
+                )
+                for local in dataset
+            )
+            scores = evaluator.evaluate(pairs)
+            scores["seconds"] = time.perf_counter() - start
+            results.update({f"{name}/{k}": v for k, v in scores.items()})
+        writer.write(step, results)
+        logging.info(
+            "eval at step %d: %s",
+            step,
+            ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "/accuracy" in k),
+        )
+        return results
+
+    step = int(state.step)
+    total = config.total_steps
+    progress = Progress(total, config.batch_size, start_step=step)
+    with _StopSignal() as stop:
+        while step < total:
+            batch = sharding.global_batch(next(train_iter), mesh)
+            state, metrics = train_step(state, batch)
+            step += 1
+            if step % config.log_every == 0 or step == total or step == 1:
+                scalars = _scalars(metrics)
+                if not np.isfinite(scalars["loss"]):
+                    last = checkpointer.steps()
+                    raise FloatingPointError(
+                        f"loss is {scalars['loss']} at step {step}; last good checkpoint: "
+                        f"{last[-1] if last else 'none'}"
+                    )
+                rates = progress.update(step)
+                writer.write(step, {f"train/{k}": v for k, v in {**scalars, **rates}.items()})
+                logging.info(progress.line(step, scalars["loss"], rates))
+            if step % config.checkpoint_every == 0 or step == total or stop.received:
+                checkpointer.save(step, state, train_iter.get_state())
+            if stop.received:
+                checkpointer.wait()
+                logging.warning("%s received: saved step %d, exiting", stop.received, step)
+                checkpointer.close()
+                writer.close()
+                raise SystemExit(0)
+            due = [name for name, ev in config.evals.items() if step % ev.every == 0]
+            if due and step < total:
+                evaluate(step, due)
+    checkpointer.close()
+    final = evaluate(step, list(config.evals))
+    writer.close()
+    return final
+
+
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def _to_host(tree):
+    """A pytree of global arrays or process-local batches as full NumPy arrays on every host."""
+    if jax.process_count() > 1:
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
