@@ -1,0 +1,105 @@
+r"""Train and evaluate an experiment: the absl entry point.
+
+  python -m mmjax.main --config=configs/vqa_transformer.py[:arg] --workdir=runs/vqa \
+      [--config.optim.lr=3e-4 ...]
+
+Loads and checks the config (a mistake stops here with one line naming it), initialises
+jax.distributed only when several processes are configured, builds the dataset if needed,
+then trains (resuming from the workdir's latest checkpoint) and evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from mmjax.config_utils import ConfigError
+
+flags.DEFINE_string("config", None, "Config file, optionally followed by :key=value,...")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+FLAGS = flags.FLAGS
+
+_OVERRIDES: list[str] = []
+
+
+def _split_overrides(argv: list[str]) -> list[str]:
+    """Removes the --config.<key>=<value> arguments from argv into _OVERRIDES."""
+    rest = []
+    for arg in argv:
+        if arg.startswith("--config."):
+            _OVERRIDES.append(arg[len("--config.") :])
+        else:
+            rest.append(arg)
+    return FLAGS(rest)
+
+
+def _multi_process_configured() -> bool:
+    """Whether a cluster environment asks for several JAX processes."""
+    for var in ("JAX_NUM_PROCESSES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+        if int(os.environ.get(var, "1")) > 1:
+            return True
+    return bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
+
+
+def run(config, workdir: str) -> dict[str, float]:
+    """Trains and evaluates `config` in `workdir`; returns the final eval metrics."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    from mmjax import tasks
+    from mmjax.config_loader import check_against_saved
+    from mmjax.data import sources
+    from mmjax.train.trainer import train_and_evaluate
+
+    config_path = os.path.join(workdir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            check_against_saved(config, f.read())
+    task = tasks.build_task(config)
+    if jax.process_index() == 0:
+        sources.prepare(config.data)
+        os.makedirs(workdir, exist_ok=True)
+        with open(config_path + ".tmp", "w") as f:
+            f.write(config.to_json(indent=2))
+        os.replace(config_path + ".tmp", config_path)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset prepared")
+    metrics = train_and_evaluate(config, workdir, task)
+    if jax.process_index() == 0 and hasattr(task, "report"):
+        from mmjax.tasks.vqa import question_only_baseline
+
+        baseline = question_only_baseline(
+            sources.get_source(config.data, "train"), sources.get_source(config.data, "test")
+        )
+        print(task.report(metrics, baseline), flush=True)
+    return metrics
+
+
+def main(argv):
+    """Entry point: checks flags and config, then runs."""
+    del argv
+    from mmjax.config_loader import load_config, validate_config
+
+    try:
+        if not FLAGS.config or not FLAGS.workdir:
+            raise ConfigError("both --config and --workdir are required")
+        config = load_config(FLAGS.config, _OVERRIDES)
+        validate_config(config)
+        if _multi_process_configured():
+            import jax
+
+            jax.distributed.initialize()
+        logging.getLogger().setLevel(logging.INFO)
+        run(config, FLAGS.workdir)
+    except ConfigError as error:
+        print(f"mmjax: config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"workdir": FLAGS.workdir, "status": "done"}))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_split_overrides)
