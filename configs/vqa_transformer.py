@@ -83,9 +83,15 @@ def get_config(arg=None):
 
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(
-        type="vqa_classification",
+        type="classification",
         split="test",
         batch_size=50,
         every=max(1, steps // 4),
+        num_classes=10,
+        label_key="answer",
+        prediction_key="answer",
+        slice_key="subtype",
+        slice_names=["shape", "left", "top", "closest", "furthest", "count"],
+        groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
     )
     return config

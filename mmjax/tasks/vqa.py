@@ -70,7 +70,7 @@ class VQATask:
         return losses.mean(), {"accuracy": accuracy}
 
     def predict(self, params, batch):
-        """answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
+        """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
         logits, _ = self.model.apply({"params": params}, batch["image"], batch["question"])
         probabilities = jax.nn.softmax(logits.astype(jnp.float32), -1)
         return {

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from mmjax.data import pipeline
+
+
+def _source(n):
+    return [{"id": np.int64(i), "x": np.full((3,), i, np.float32)} for i in range(n)]
+
+
+def _pre(record):
+    return {"id": record["id"], "x": record["x"] * 2}
+
+
+def test_train_shards_of_two_processes_are_disjoint_and_cover_the_split():
+    n, batch = 40, 4
+    seen = []
+    for process in range(2):
+        it = iter(
+            pipeline.train_dataset(
+                _source(n), _pre, batch, seed=1, process_index=process, process_count=2
+            )
+        )
+        ids = np.concatenate([next(it)["id"] for _ in range(n // 2 // batch)])
+        assert len(set(ids.tolist())) == n // 2  # one epoch of this shard, no repeats
+        seen.append(set(ids.tolist()))
+    assert not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(range(n))
+
+
+def test_train_epochs_are_reshuffled_and_seeded():
+    def first_two_epochs(seed):
+        it = iter(pipeline.train_dataset(_source(12), _pre, 3, seed=seed))
+        return np.concatenate([next(it)["id"] for _ in range(8)])
+
+    a = first_two_epochs(0)
+    np.testing.assert_array_equal(a, first_two_epochs(0))
+    assert sorted(a[:12].tolist()) == list(range(12))
+    assert not np.array_equal(a[:12], a[12:])
+    assert not np.array_equal(a, first_two_epochs(1))
+
+
+@pytest.mark.parametrize("n,batch,processes", [(23, 4, 2), (10, 5, 1), (7, 3, 3)])
+def test_eval_padding_mask_counts_each_example_once(n, batch, processes):
+    counted = []
+    num_batches = pipeline.eval_num_batches(n, batch, processes)
+    for process in range(processes):
+        batches = list(pipeline.eval_dataset(_source(n), _pre, batch, process, processes))
+        assert len(batches) == num_batches  # every process runs the same number of steps
+        for b in batches:
+            assert b["id"].shape == (batch,)
+            counted.extend(b["id"][b["_mask"]].tolist())
+    assert sorted(counted) == list(range(n))
+
+
+def test_restored_iterator_yields_the_same_next_batches():
+    ds = pipeline.train_dataset(_source(30), _pre, 4, seed=3)
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    state = it.get_state()
+    expected = [next(it)["id"] for _ in range(6)]
+    resumed = iter(pipeline.train_dataset(_source(30), _pre, 4, seed=3))
+    resumed.set_state(state)
+    for want in expected:
+        np.testing.assert_array_equal(next(resumed)["id"], want)
+
+
+def test_too_small_shard_is_an_error():
+    with pytest.raises(ValueError, match="fewer than its batch"):
+        pipeline.train_dataset(_source(3), _pre, 4, seed=0)
