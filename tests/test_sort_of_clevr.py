@@ -1,5 +1,6 @@
 import math
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -327,3 +328,13 @@ def test_tfds_interrupted_build_is_not_finished(tmp_path, monkeypatch):
     monkeypatch.setattr(soc_tfds.soc, "generate_split", real)
     soc_tfds.build_sort_of_clevr(tmp_path, num_train=8, num_test=2)
     assert len(soc_tfds.load_sort_of_clevr(tmp_path, "train", num_train=8, num_test=2)) == 8
+
+
+def test_tfds_source_and_builder_pickle(built, tmp_path):
+    # grain worker processes receive the data source pickled.
+    source = soc_tfds.load_sort_of_clevr(built, "test", num_train=40, num_test=10)
+    copy = pickle.loads(pickle.dumps(source))
+    assert len(copy) == 10
+    np.testing.assert_array_equal(copy[4]["image"], source[4]["image"])
+    default = pickle.loads(pickle.dumps(soc_tfds.sort_of_clevr_builder(tmp_path)))
+    assert default.builder_config.name == "n9800_200_s75_seed0"
