@@ -1,0 +1,255 @@
+"""Single-stream fusion of image tokens with the tokens of several questions per image.
+
+In VQA each image comes with Q questions. `MultimodalEncoder` runs one transformer over the
+concatenation [image tokens; question tokens] with learned modality-type embeddings. With
+`share_image=True` image tokens attend only to image tokens, so their states do not depend on
+the question: they are computed once per image ([B, N, D]) while every question's tokens attend
+to all image tokens and to the valid tokens of their own question. This is the same function as
+running the concatenated transformer per question with that attention mask (tested), at about
+1/Q of the image cost. `share_image=False` is the plain per-question concatenation, where image
+tokens also attend to text (Q times the image compute; for ablations).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax.models.attention import attention_dropout, padding_mask, scaled_dot_product_attention
+from mmjax.models.transformer import EncoderBlock
+
+Array = jax.Array
+DType = Any
+
+
+def image_text_attention(
+    q_text: Array,
+    k_image: Array,
+    v_image: Array,
+    k_text: Array,
+    v_text: Array,
+    text_mask: Array,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_rng: Array | None = None,
+    deterministic: bool = True,
+    return_weights: bool = False,
+) -> tuple[Array, Array | None]:
+    """Attend from each question's tokens to the shared image keys and to its own tokens.
+
+    One softmax runs over the joint key set [image; own question], but the image keys/values are
+    never copied per question, and the two logit blocks are not even concatenated: the softmax
+    is assembled from a shared row maximum and the two partial sums (as in flash attention).
+    The image logits are one [Q*L, Dh] x [Dh, N] matmul per example and head. Measured on 2
+    shared CPU cores (B=32, N=225, Q=20, L=14, H=4, Dh=32): 88 ms forward and 225 ms forward +
+    backward, against 213 ms and 543 ms for broadcasting the image keys/values to every
+    question and calling `jax.nn.dot_product_attention` with a mask (concatenating the two logit
+    blocks before one softmax took 240 ms / 400 ms).
+
+    Args:
+      q_text: [B, Q, L, H, Dh] text queries.
+      k_image: [B, N, H, Dh] image keys, shared by the Q questions (N >= 1).
+      v_image: [B, N, H, Dh] image values.
+      k_text: [B, Q, L, H, Dh] text keys.
+      v_text: [B, Q, L, H, Dh] text values.
+      text_mask: [B, Q, L] bool, True for valid text keys.
+      dropout_rate: attention-weight dropout rate.
+      dropout_rng: PRNG key, required when dropout is active.
+      deterministic: if True, no dropout.
+      return_weights: also return the (pre-dropout) attention weights.
+
+    Returns:
+      (out [B, Q, L, H, Dh], weights [B, Q, H, L, N + L] float32 or None).
+    """
+    f32 = dict(preferred_element_type=jnp.float32)
+    q_text = q_text * jnp.asarray(1.0 / math.sqrt(q_text.shape[-1]), q_text.dtype)
+    # [B, H, Q, L, keys]: batch dims (B, H) lead, so the big image-logit block needs no transpose.
+    logits_image = jnp.einsum("bqlhd,bnhd->bhqln", q_text, k_image, **f32)
+    logits_text = jnp.einsum("bqlhd,bqmhd->bhqlm", q_text, k_text, **f32)
+    logits_text = jnp.where(text_mask[:, None, :, None, :], logits_text, jnp.finfo(jnp.float32).min)
+    # The result does not depend on the shift, so no gradient needs to flow through it. Every row
+    # has N >= 1 unmasked image keys, so the shift is finite and no row is fully masked.
+    shift = jax.lax.stop_gradient(
+        jnp.maximum(logits_image.max(-1, keepdims=True), logits_text.max(-1, keepdims=True))
+    )
+    exp_image = jnp.exp(logits_image - shift)
+    exp_text = jnp.exp(logits_text - shift)
+    denom = exp_image.sum(-1, keepdims=True) + exp_text.sum(-1, keepdims=True)
+    weights = None
+    if return_weights:
+        weights = jnp.concatenate([exp_image, exp_text], axis=-1) / denom
+        weights = jnp.einsum("bhqlk->bqhlk", weights)
+    if dropout_rate > 0.0 and not deterministic:
+        rng_image, rng_text = jax.random.split(dropout_rng)
+        exp_image = attention_dropout(exp_image, dropout_rate, rng_image)
+        exp_text = attention_dropout(exp_text, dropout_rate, rng_text)
+    dtype = v_text.dtype
+    out = jnp.einsum("bhqln,bnhd->bhqld", exp_image.astype(dtype), v_image)
+    out = out + jnp.einsum("bhqlm,bqmhd->bhqld", exp_text.astype(dtype), v_text)
+    out = out / denom.astype(dtype)
+    return jnp.einsum("bhqld->bqlhd", out), weights
+
+
+class SharedImageBlock(EncoderBlock):
+    """`EncoderBlock` (same parameters) applied to image tokens shared by Q questions.
+
+    Image tokens run plain self-attention among themselves; text tokens attend jointly to the
+    image tokens and to the valid tokens of their own question (`image_text_attention`).
+    Calling the block directly (`__call__`) is the ordinary encoder block.
+    """
+
+    def shared_image(
+        self,
+        x_image: Array,
+        x_text: Array,
+        text_mask: Array,
+        train: bool = False,
+        return_weights: bool = False,
+    ) -> tuple[Array, Array, Array | None, Array | None]:
+        """Apply the block to image tokens [B, N, D] and text tokens [B, Q, L, D].
+
+        Args:
+          x_image: [B, N, D] image tokens.
+          x_text: [B, Q, L, D] text tokens.
+          text_mask: [B, Q, L] bool, True for valid text tokens.
+          train: enables dropout ("dropout" rng).
+          return_weights: also return attention weights.
+
+        Returns:
+          (x_image [B, N, D], x_text [B, Q, L, D], image weights [B, H, N, N] or None,
+          text weights [B, Q, H, L, N + L] or None).
+        """
+        use_dropout = train and self.attention_dropout_rate > 0.0
+
+        def dropout_kw():
+            return dict(
+                dropout_rate=self.attention_dropout_rate,
+                dropout_rng=self.make_rng("dropout") if use_dropout else None,
+                deterministic=not use_dropout,
+            )
+
+        q_image, k_image, v_image = self.attn.qkv(self.ln_1(x_image))
+        q_text, k_text, v_text = self.attn.qkv(self.ln_1(x_text))
+        res = scaled_dot_product_attention(
+            q_image, k_image, v_image, return_weights=return_weights, **dropout_kw()
+        )
+        image_out, image_weights = res if return_weights else (res, None)
+        text_out, text_weights = image_text_attention(
+            q_text,
+            k_image,
+            v_image,
+            k_text,
+            v_text,
+            text_mask,
+            return_weights=return_weights,
+            **dropout_kw(),
+        )
+        image_out = self.attn.project_out(image_out, x_image.shape[-1])
+        text_out = self.attn.project_out(text_out, x_text.shape[-1])
+        x_image = self.feed_forward(self.residual(x_image, image_out, train), train)
+        x_text = self.feed_forward(self.residual(x_text, text_out, train), train)
+        return x_image, x_text, image_weights, text_weights
+
+
+class MultimodalEncoder(nn.Module):
+    """Single-stream transformer over image tokens and the tokens of Q questions per image.
+
+    Learned modality-type embeddings (`type_embedding`, [2, D]: image, text) are added to the
+    inputs; then `depth` blocks and a final LayerNorm. The parameters under `block_{i}` and
+    `encoder_norm` have exactly the layout of `mmjax.models.transformer.Encoder`.
+
+    With `share_image=True` image tokens attend only to image tokens (computed once per image)
+    and text tokens attend to all image tokens and the valid tokens of their own question. With
+    `share_image=False` each question gets its own copy of the image tokens and every token
+    attends to every valid token of [image; question].
+
+    Attributes:
+      depth: number of blocks.
+      num_heads: attention heads.
+      mlp_dim: MLP hidden width.
+      dropout_rate: residual and MLP dropout.
+      attention_dropout_rate: dropout on attention weights.
+      share_image: encode each image once for all its questions (see above).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    share_image: bool = True
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        image_tokens: Array,
+        text_tokens: Array,
+        text_mask: Array,
+        train: bool = False,
+        return_attention: bool = False,
+    ) -> tuple[Array, Array, dict[str, Any]]:
+        """Fuse image and question tokens.
+
+        Args:
+          image_tokens: [B, N, D].
+          text_tokens: [B, Q, L, D].
+          text_mask: [B, Q, L] bool, True for valid (non-padding) text tokens.
+          train: enables dropout ("dropout" rng).
+          return_attention: collect per-layer attention weights.
+
+        Returns:
+          (image_out, text_out [B, Q, L, D], intermediates). image_out is [B, N, D] with
+          `share_image=True` and per question, [B, Q, N, D], otherwise. With `return_attention`,
+          intermediates has "text_attention": {"block_{i}": [B, Q, H, L, N + L]} (text rows over
+          [image; text] keys) and "image_attention": {"block_{i}": ...}, [B, H, N, N] with
+          `share_image=True`, else [B, Q, H, N, N + L]; otherwise it is {}.
+        """
+        b, n, d = image_tokens.shape
+        q = text_tokens.shape[1]
+        type_embedding = self.param(
+            "type_embedding", nn.initializers.normal(stddev=0.02), (2, d), self.param_dtype
+        )
+        x_image = (image_tokens + type_embedding[0]).astype(self.dtype)
+        x_text = (text_tokens + type_embedding[1]).astype(self.dtype)
+        text_mask = jnp.asarray(text_mask, dtype=bool)
+
+        if not self.share_image:
+            x = jnp.concatenate([jnp.broadcast_to(x_image[:, None], (b, q, n, d)), x_text], axis=2)
+            mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
+
+        image_attention, text_attention = {}, {}
+        for i in range(self.depth):
+            block = SharedImageBlock(
+                num_heads=self.num_heads,
+                mlp_dim=self.mlp_dim,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"block_{i}",
+            )
+            if self.share_image:
+                x_image, x_text, w_image, w_text = block.shared_image(
+                    x_image, x_text, text_mask, train=train, return_weights=return_attention
+                )
+            else:
+                x, w = block(x, mask=mask, train=train, return_weights=return_attention)
+                w_image, w_text = (None, None) if w is None else (w[..., :n, :], w[..., n:, :])
+            image_attention[f"block_{i}"], text_attention[f"block_{i}"] = w_image, w_text
+
+        norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")
+        if self.share_image:
+            image_out, text_out = norm(x_image), norm(x_text)
+        else:
+            x = norm(x)
+            image_out, text_out = x[:, :, :n], x[:, :, n:]
+        intermediates = {}
+        if return_attention:
+            intermediates = {"image_attention": image_attention, "text_attention": text_attention}
+        return image_out, text_out, intermediates

@@ -1,0 +1,184 @@
+"""Transformer building blocks: MLP, pre-LayerNorm encoder block, and encoder stack.
+
+Token layout is [..., L, D] with any number of leading batch dims; masks follow
+`mmjax.models.attention` (boolean, broadcastable to [..., H, L, L], True = attend).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax.models.attention import MultiHeadAttention
+
+Array = jax.Array
+DType = Any
+
+
+class MLP(nn.Module):
+    """Transformer feed-forward block: Dense(mlp_dim) -> GELU -> Dropout -> Dense(out).
+
+    Maps [..., D] to [..., out_dim or D].
+
+    Attributes:
+      mlp_dim: hidden width.
+      out_dim: output width; defaults to the input width.
+      dropout_rate: dropout after the activation (only with `train=True`).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    mlp_dim: int
+    out_dim: int | None = None
+    dropout_rate: float = 0.0
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        """Apply the MLP to x [..., D]."""
+        dense = dict(
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=nn.initializers.xavier_uniform(),
+            bias_init=nn.initializers.normal(stddev=1e-6),
+        )
+        y = nn.Dense(self.mlp_dim, name="fc1", **dense)(x)
+        y = nn.gelu(y)
+        y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+        return nn.Dense(self.out_dim or x.shape[-1], name="fc2", **dense)(y)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LayerNorm transformer encoder block.
+
+    x = x + Dropout(SelfAttention(LN(x))); x = x + Dropout(MLP(LN(x))). Built in `setup` so that
+    fusion modules can reuse its sub-layers (`ln_1`, `attn`, `feed_forward`) with other attention
+    patterns while keeping exactly this parameter tree.
+
+    Attributes:
+      num_heads: attention heads.
+      mlp_dim: MLP hidden width.
+      dropout_rate: residual and MLP dropout.
+      attention_dropout_rate: dropout on attention weights.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    def setup(self):
+        """Create the sub-layers."""
+        self.ln_1 = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.attn = MultiHeadAttention(
+            num_heads=self.num_heads,
+            dropout_rate=self.attention_dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        self.ln_2 = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.mlp = MLP(
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def residual(self, x: Array, update: Array, train: bool) -> Array:
+        """Return x + Dropout(update)."""
+        return x + self.dropout(update, deterministic=not train)
+
+    def feed_forward(self, x: Array, train: bool = False) -> Array:
+        """Return x + Dropout(MLP(LN(x))) for x [..., L, D]."""
+        return self.residual(x, self.mlp(self.ln_2(x), train=train), train)
+
+    def __call__(
+        self,
+        x: Array,
+        mask: Array | None = None,
+        bias: Array | None = None,
+        train: bool = False,
+        return_weights: bool = False,
+    ) -> tuple[Array, Array | None]:
+        """Apply the block.
+
+        Args:
+          x: [..., L, D] tokens.
+          mask: optional bool broadcastable to [..., H, L, L]; True = attend.
+          bias: optional additive attention bias broadcastable to [..., H, L, L].
+          train: enables dropout ("dropout" rng).
+          return_weights: also return the attention weights.
+
+        Returns:
+          (x [..., L, D], attention weights [..., H, L, L] or None).
+        """
+        y, weights = self.attn(
+            self.ln_1(x), mask=mask, bias=bias, train=train, return_weights=return_weights
+        )
+        x = self.residual(x, y, train)
+        return self.feed_forward(x, train), weights
+
+
+class Encoder(nn.Module):
+    """Stack of pre-LN encoder blocks (`block_{i}`) followed by a final LayerNorm.
+
+    Attributes:
+      depth: number of blocks.
+      num_heads: attention heads.
+      mlp_dim: MLP hidden width.
+      dropout_rate: residual and MLP dropout.
+      attention_dropout_rate: dropout on attention weights.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        mask: Array | None = None,
+        train: bool = False,
+        return_attention: bool = False,
+    ) -> tuple[Array, dict[str, Any]]:
+        """Encode tokens.
+
+        Args:
+          x: [..., L, D] tokens.
+          mask: optional bool broadcastable to [..., H, L, L]; True = attend.
+          train: enables dropout ("dropout" rng).
+          return_attention: collect per-layer attention weights.
+
+        Returns:
+          (x [..., L, D] after the final LayerNorm, intermediates), where intermediates is
+          {"attention": {"block_{i}": [..., H, L, L]}} when `return_attention`, else {}.
+        """
+        attention = {}
+        for i in range(self.depth):
+            x, weights = EncoderBlock(
+                num_heads=self.num_heads,
+                mlp_dim=self.mlp_dim,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"block_{i}",
+            )(x, mask=mask, train=train, return_weights=return_attention)
+            if return_attention:
+                attention[f"block_{i}"] = weights
+        x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")(x)
+        return x, ({"attention": attention} if return_attention else {})
