@@ -1,0 +1,157 @@
+"""Image stems: turn images [B, H, W, 3] into tokens [B, N, D] with position embeddings.
+
+Images may be uint8 (converted to float in [0, 1]) or float already in [0, 1]; the stems then
+normalise them with a per-channel mean and std, so data pipelines can keep compact uint8.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+DType = Any
+
+
+def normalize_images(
+    images: Array,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+    dtype: DType = jnp.float32,
+) -> Array:
+    """Return (x - mean) / std in dtype for images [..., 3], uint8 being first scaled to [0, 1].
+
+    Float images are taken to be in [0, 1] already.
+    """
+    x = jnp.asarray(images)
+    if x.dtype == jnp.uint8:
+        x = x.astype(jnp.float32) / 255.0
+    x = (x.astype(jnp.float32) - jnp.asarray(mean)) / jnp.asarray(std)
+    return x.astype(dtype)
+
+
+def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
+    """Fixed 2-D sin-cos position embeddings [1, h * w, width] (row-major over the h x w grid).
+
+    A quarter of the channels each hold sin(y), cos(y), sin(x), cos(x) at geometrically spaced
+    frequencies, as in MoCo v3 / big_vision.
+    """
+    if width % 4:
+        raise ValueError(f"width={width} must be divisible by 4 for 2-D sin-cos embeddings.")
+    y, x = np.mgrid[:h, :w]
+    omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4))
+    y = y.reshape(-1)[:, None] * omega[None]
+    x = x.reshape(-1)[:, None] * omega[None]
+    pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+    return pe[None].astype(np.float32)
+
+
+class _AddPositionEmbedding(nn.Module):
+    """Add position embeddings to grid tokens [B, h, w, D] and flatten them to [B, h * w, D].
+
+    Attributes:
+      posemb: "learn" (parameter `pos_embedding`, [1, h * w, D]) or "sincos2d" (fixed).
+      param_dtype: parameter dtype.
+    """
+
+    posemb: str = "learn"
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """Return x flattened to [B, h * w, D] plus position embeddings."""
+        b, h, w, d = x.shape
+        x = x.reshape(b, h * w, d)
+        if self.posemb == "learn":
+            init = nn.initializers.normal(stddev=1.0 / math.sqrt(d))
+            pe = self.param("pos_embedding", init, (1, h * w, d), self.param_dtype)
+        elif self.posemb == "sincos2d":
+            pe = posemb_sincos_2d(h, w, d)
+        else:
+            raise ValueError(f"Unknown posemb {self.posemb!r}; use 'learn' or 'sincos2d'.")
+        return x + jnp.asarray(pe, x.dtype)
+
+
+class PatchStem(nn.Module):
+    """ViT patch embedding: a conv with kernel = stride = patch_size, plus position embeddings.
+
+    Maps images [B, H, W, 3] to tokens [B, N, width] with N = (H // p) * (W // p); pixels beyond
+    the last whole patch are dropped.
+
+    Attributes:
+      patch_size: p.
+      width: token width D.
+      posemb: "learn" or "sincos2d" (fixed; width must be divisible by 4).
+      mean: per-channel mean for normalisation (of images in [0, 1]).
+      std: per-channel std for normalisation.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    patch_size: int
+    width: int
+    posemb: str = "learn"
+    mean: Sequence[float] = (0.5, 0.5, 0.5)
+    std: Sequence[float] = (0.5, 0.5, 0.5)
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: Array) -> Array:
+        """Embed images [B, H, W, 3] into [B, N, width] tokens."""
+        x = normalize_images(images, self.mean, self.std, self.dtype)
+        p = self.patch_size
+        x = nn.Conv(
+            self.width,
+            kernel_size=(p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="embedding",
+        )(x)
+        return _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)
+
+
+class ConvStem(nn.Module):
+    """Small conv stem: 3x3 stride-2 conv + GroupNorm + ReLU per entry of `channels`.
+
+    Then a linear projection to `width` and position embeddings. GroupNorm rather than
+    BatchNorm keeps `__call__` free of mutable batch statistics. With 'SAME' padding each conv
+    halves H and W rounding up, e.g. 75 -> 38 -> 19 -> 10 -> 5 for four convs (N = 25).
+    Maps images [B, H, W, 3] to [B, N, width].
+
+    Attributes:
+      width: token width D.
+      channels: output channels of the successive convs.
+      posemb: "learn" or "sincos2d".
+      mean: per-channel mean for normalisation (of images in [0, 1]).
+      std: per-channel std for normalisation.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    width: int
+    channels: Sequence[int] = (32, 64, 128, 128)
+    posemb: str = "learn"
+    mean: Sequence[float] = (0.5, 0.5, 0.5)
+    std: Sequence[float] = (0.5, 0.5, 0.5)
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: Array) -> Array:
+        """Embed images [B, H, W, 3] into [B, N, width] tokens."""
+        x = normalize_images(images, self.mean, self.std, self.dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        for i, c in enumerate(self.channels):
+            x = nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}", **kw)(x)
+            # Up to 32 groups, as many as divide the channel count.
+            x = nn.GroupNorm(num_groups=math.gcd(32, c), name=f"norm_{i}", **kw)(x)
+            x = nn.relu(x)
+        x = nn.Dense(self.width, name="embedding", **kw)(x)
+        return _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)

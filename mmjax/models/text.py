@@ -1,0 +1,119 @@
+"""Text embeddings and text encoder for token ids [..., L] (id `pad_id`, default 0, is padding)."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax.models.attention import padding_mask
+from mmjax.models.transformer import Encoder
+
+Array = jax.Array
+DType = Any
+
+
+class TextEmbedding(nn.Module):
+    """Token embedding plus learned position embedding: ids [..., L] -> [..., L, width].
+
+    Attributes:
+      vocab_size: number of token ids.
+      width: embedding width D.
+      max_len: longest supported sequence (size of the position table).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    vocab_size: int
+    width: int
+    max_len: int
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens: Array) -> Array:
+        """Embed int tokens [..., L] (L <= max_len) into [..., L, width]."""
+        length = tokens.shape[-1]
+        if length > self.max_len:
+            raise ValueError(f"Sequence length {length} exceeds max_len={self.max_len}.")
+        x = nn.Embed(
+            self.vocab_size,
+            self.width,
+            embedding_init=nn.initializers.normal(stddev=0.02),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="token_embedding",
+        )(tokens)
+        pos = self.param(
+            "pos_embedding",
+            nn.initializers.normal(stddev=0.02),
+            (self.max_len, self.width),
+            self.param_dtype,
+        )
+        return x + pos[:length].astype(x.dtype)
+
+
+class TextEncoder(nn.Module):
+    """TextEmbedding, dropout, then a bidirectional `Encoder` over the non-padding tokens.
+
+    Attributes:
+      vocab_size: number of token ids.
+      width: token width D.
+      max_len: longest supported sequence.
+      depth: number of encoder blocks.
+      num_heads: attention heads.
+      mlp_dim: MLP hidden width.
+      dropout_rate: embedding, residual and MLP dropout.
+      attention_dropout_rate: dropout on attention weights.
+      pad_id: token id of padding (masked out as attention keys).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    vocab_size: int
+    width: int
+    max_len: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    pad_id: int = 0
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, tokens: Array, train: bool = False, return_attention: bool = False
+    ) -> tuple[Array, dict[str, Any]]:
+        """Encode int tokens [..., L].
+
+        Returns:
+          (x [..., L, width], intermediates from `Encoder`: {"attention": {"block_{i}":
+          [..., H, L, L]}} when `return_attention`, else {}). Outputs at padding positions are
+          computed (from the valid tokens) but meaningless.
+        """
+        x = TextEmbedding(
+            self.vocab_size,
+            self.width,
+            self.max_len,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="embedding",
+        )(tokens)
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        return Encoder(
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="encoder",
+        )(
+            x,
+            mask=padding_mask(tokens != self.pad_id),
+            train=train,
+            return_attention=return_attention,
+        )

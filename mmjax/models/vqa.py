@@ -1,0 +1,140 @@
+"""VQATransformer: image stem + question embedding + single-stream fusion + answer classifier."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax.models.fusion import MultimodalEncoder
+from mmjax.models.image import ConvStem, PatchStem
+from mmjax.models.text import TextEmbedding
+
+Array = jax.Array
+DType = Any
+
+
+class VQATransformer(nn.Module):
+    """Answers Q questions per image with one fused transformer pass per image.
+
+    images [B, H, W, 3] -> stem -> image tokens [B, N, D]; questions [B, Q, L] -> TextEmbedding
+    -> [B, Q, L, D]; both -> `MultimodalEncoder`; each question's text states are pooled (first
+    token, i.e. BOS when the tokenizer prepends one, or the mean over non-padding tokens), then
+    LayerNorm -> Dense -> GELU -> Dropout -> Dense to answer logits [B, Q, num_answers].
+
+    Attributes:
+      num_answers: number of answer classes.
+      vocab_size: question vocabulary size (id 0 is padding).
+      max_question_len: longest question L.
+      width: token width D.
+      depth: fusion transformer depth.
+      num_heads: attention heads.
+      mlp_dim: transformer MLP hidden width.
+      dropout_rate: dropout on input tokens, residuals, MLPs and the head.
+      attention_dropout_rate: dropout on attention weights.
+      patch_size: patch size of the "patch" stem.
+      stem: "patch" (`PatchStem`) or "conv" (`ConvStem`).
+      conv_channels: channels of the "conv" stem.
+      posemb: image position embeddings, "learn" or "sincos2d".
+      share_image: encode each image once for its Q questions (see `MultimodalEncoder`).
+      pool: "bos" (first token) or "mean" (masked mean over valid tokens).
+      head_dim: hidden width of the answer MLP; defaults to width.
+      dtype: computation dtype (logits are always float32).
+      param_dtype: parameter dtype.
+    """
+
+    num_answers: int = 10
+    vocab_size: int = 64
+    max_question_len: int = 16
+    width: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_dim: int = 512
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.0
+    patch_size: int = 5
+    stem: str = "patch"
+    conv_channels: Sequence[int] = (32, 64, 128, 128)
+    posemb: str = "learn"
+    share_image: bool = True
+    pool: str = "bos"
+    head_dim: int | None = None
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    def _stem(self) -> nn.Module:
+        kw = dict(posemb=self.posemb, dtype=self.dtype, param_dtype=self.param_dtype, name="stem")
+        if self.stem == "patch":
+            return PatchStem(self.patch_size, self.width, **kw)
+        if self.stem == "conv":
+            return ConvStem(self.width, channels=self.conv_channels, **kw)
+        raise ValueError(f"Unknown stem {self.stem!r}; use 'patch' or 'conv'.")
+
+    def _pool(self, text: Array, mask: Array) -> Array:
+        if self.pool == "bos":
+            return text[..., 0, :]
+        if self.pool == "mean":
+            mask = mask[..., None].astype(text.dtype)
+            # max(.., 1): an all-padding question (a filler slot) pools to zeros, not NaN.
+            return (text * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
+        raise ValueError(f"Unknown pool {self.pool!r}; use 'bos' or 'mean'.")
+
+    @nn.compact
+    def __call__(
+        self,
+        images: Array,
+        questions: Array,
+        train: bool = False,
+        return_attention: bool = False,
+    ) -> tuple[Array, dict[str, Any]]:
+        """Predict answer logits.
+
+        Args:
+          images: [B, H, W, 3] uint8 (or float in [0, 1]).
+          questions: [B, Q, L] int32 token ids, 0 = padding.
+          train: enables dropout ("dropout" rng).
+          return_attention: add the fusion attention weights to the intermediates.
+
+        Returns:
+          (logits [B, Q, num_answers] float32, intermediates) with intermediates["pre_logits"]
+          the pooled question states [B, Q, width] and, with `return_attention`, the
+          "image_attention" / "text_attention" dicts of `MultimodalEncoder`.
+        """
+        text_mask = questions != 0
+        image_tokens = self._stem()(images)
+        text_tokens = TextEmbedding(
+            self.vocab_size,
+            self.width,
+            self.max_question_len,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="text_embedding",
+        )(questions)
+        dropout = nn.Dropout(self.dropout_rate)
+        image_tokens = dropout(image_tokens, deterministic=not train)
+        text_tokens = dropout(text_tokens, deterministic=not train)
+
+        _, text_out, intermediates = MultimodalEncoder(
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            share_image=self.share_image,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="fusion",
+        )(image_tokens, text_tokens, text_mask, train=train, return_attention=return_attention)
+
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = self._pool(text_out, text_mask)
+        x = nn.LayerNorm(name="head_norm", **kw)(x)
+        pre_logits = x
+        x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
+        x = dropout(x, deterministic=not train)
+        # Zero-initialised output: the untrained model predicts uniform answers.
+        logits = nn.Dense(
+            self.num_answers, kernel_init=nn.initializers.zeros, name="head_out", **kw
+        )(x)
+        return logits.astype(jnp.float32), {**intermediates, "pre_logits": pre_logits}
