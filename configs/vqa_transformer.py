@@ -60,7 +60,7 @@ def get_config(arg=None):
         mlp_dim=size["mlp_dim"],
         dropout_rate=0.0,
         share_image=True,
-        pool="first",
+        pool="bos",
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions

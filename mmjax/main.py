@@ -94,6 +94,8 @@ def main(argv):
 
             jax.distributed.initialize()
         logging.getLogger().setLevel(logging.INFO)
+        # orbax and TFDS log every save and dataset lookup through absl at INFO/WARNING.
+        logging.getLogger("absl").setLevel(logging.ERROR)
         run(config, FLAGS.workdir)
     except ConfigError as error:
         print(f"mmjax: config error: {error}", file=sys.stderr)
