@@ -37,7 +37,7 @@ def normalize_images(
 def posemb_sincos_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
     """Fixed 2-D sin-cos position embeddings [1, h * w, width] (row-major over the h x w grid).
 
-    A quarter of the channels each hold sin(y), cos(y), sin(x), cos(x) at geometrically spaced
+    A quarter of the channels each hold sin(x), cos(x), sin(y), cos(y) at geometrically spaced
     frequencies, as in MoCo v3 / big_vision.
     """
     if width % 4:
