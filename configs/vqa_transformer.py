@@ -61,6 +61,8 @@ def get_config(arg=None):
         dropout_rate=0.0,
         share_image=True,
         pool="bos",
+        question_fusion="tokens",
+        question_depth=0,
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions

@@ -7,9 +7,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax.models.attention import padding_mask
 from mmjax.models.fusion import MultimodalEncoder
 from mmjax.models.image import ConvStem, PatchStem
 from mmjax.models.text import TextEmbedding
+from mmjax.models.transformer import Encoder
 
 Array = jax.Array
 DType = Any
@@ -39,6 +41,11 @@ class VQATransformer(nn.Module):
       posemb: image position embeddings, "learn" or "sincos2d".
       share_image: encode each image once for its Q questions (see `MultimodalEncoder`).
       pool: "bos" (first token) or "mean" (masked mean over valid tokens).
+      question_fusion: "tokens" (every question token enters the fusion stream) or "pooled"
+        (each question is first encoded by `question_depth` text-only blocks and pooled with
+        `pool`, and enters the fusion stream as one token: Q tokens per image instead of Q*L,
+        which makes the text side of the fusion L times cheaper).
+      question_depth: text-only encoder blocks before pooling, for question_fusion="pooled".
       head_dim: hidden width of the answer MLP; defaults to width.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
@@ -59,6 +66,8 @@ class VQATransformer(nn.Module):
     posemb: str = "learn"
     share_image: bool = True
     pool: str = "bos"
+    question_fusion: str = "tokens"
+    question_depth: int = 0
     head_dim: int | None = None
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
@@ -114,6 +123,23 @@ class VQATransformer(nn.Module):
         dropout = nn.Dropout(self.dropout_rate)
         image_tokens = dropout(image_tokens, deterministic=not train)
         text_tokens = dropout(text_tokens, deterministic=not train)
+        if self.question_fusion == "pooled":
+            if self.question_depth:
+                text_tokens, _ = Encoder(
+                    depth=self.question_depth,
+                    num_heads=self.num_heads,
+                    mlp_dim=self.mlp_dim,
+                    dropout_rate=self.dropout_rate,
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
+                    name="question_encoder",
+                )(text_tokens, mask=padding_mask(text_mask), train=train)
+            text_tokens = self._pool(text_tokens, text_mask)[..., None, :]
+            text_mask = jnp.ones(text_tokens.shape[:-1], bool)
+        elif self.question_fusion != "tokens":
+            raise ValueError(
+                f"Unknown question_fusion {self.question_fusion!r}; use 'tokens' or 'pooled'."
+            )
 
         _, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
