@@ -59,6 +59,7 @@ def get_config(arg=None):
         num_heads=size["num_heads"],
         mlp_dim=size["mlp_dim"],
         dropout_rate=0.0,
+        posemb="learn",
         share_image=True,
         pool="bos",
         question_fusion="tokens",
