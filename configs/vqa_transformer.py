@@ -64,6 +64,7 @@ def get_config(arg=None):
         pool="bos",
         question_fusion="tokens",
         question_depth=0,
+        condition_image=False,
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions

@@ -206,6 +206,27 @@ def test_vqa_transformer_variants_shapes(overrides):
     assert inter["text_attention"]["block_0"] == (2, 3, 2, 6, n + 6)
 
 
+@pytest.mark.parametrize("condition_image", [False, True])
+def test_pooled_question_fusion(condition_image):
+    images, questions = _vqa_batch()
+    model = VQATransformer(
+        patch_size=5,
+        question_fusion="pooled",
+        question_depth=1,
+        condition_image=condition_image,
+        **TINY,
+    )
+    params = jax.jit(model.init)(jax.random.key(0), images, questions)
+    logits, inter = model.apply(params, images, questions, return_attention=True)
+    assert logits.shape == (2, 3, 10)
+    # One fused token per question: it attends to the 16 image tokens and to itself.
+    assert inter["text_attention"]["block_0"].shape[-2:] == (1, 16 + 1)
+    # Each question's answer depends on that question only.
+    other = questions.at[:, 1].set(questions[:, 0])
+    changed, _ = model.apply(params, images, other)
+    np.testing.assert_allclose(changed[:, 0], logits[:, 0], atol=1e-5)
+
+
 def test_tiny_vqa_transformer_overfits_fixed_batch():
     images, questions = _vqa_batch(batch=4, q=3, seed=1)
     answers = jnp.asarray(np.random.default_rng(2).integers(0, 10, size=(4, 3)))

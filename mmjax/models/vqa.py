@@ -46,6 +46,8 @@ class VQATransformer(nn.Module):
         `pool`, and enters the fusion stream as one token: Q tokens per image instead of Q*L,
         which makes the text side of the fusion L times cheaper).
       question_depth: text-only encoder blocks before pooling, for question_fusion="pooled".
+      condition_image: give each question its own image tokens, shifted by a projection of the
+        pooled question (needs question_fusion="pooled"); costs Q times the image stream.
       head_dim: hidden width of the answer MLP; defaults to width.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
@@ -68,6 +70,7 @@ class VQATransformer(nn.Module):
     pool: str = "bos"
     question_fusion: str = "tokens"
     question_depth: int = 0
+    condition_image: bool = False
     head_dim: int | None = None
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
@@ -120,6 +123,7 @@ class VQATransformer(nn.Module):
             param_dtype=self.param_dtype,
             name="text_embedding",
         )(questions)
+        kw_dtype = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         dropout = nn.Dropout(self.dropout_rate)
         image_tokens = dropout(image_tokens, deterministic=not train)
         text_tokens = dropout(text_tokens, deterministic=not train)
@@ -141,6 +145,17 @@ class VQATransformer(nn.Module):
                 f"Unknown question_fusion {self.question_fusion!r}; use 'tokens' or 'pooled'."
             )
 
+        batch, num_questions = questions.shape[:2]
+        if self.condition_image:
+            if self.question_fusion != "pooled":
+                raise ValueError("condition_image needs question_fusion='pooled'.")
+            # Every question gets its own copy of the image tokens, each shifted by a projection
+            # of that question, so the per-token MLPs see (token, question) jointly from the
+            # first layer on (an additive FiLM). Q copies of the image stream: Q times its cost.
+            shift = nn.Dense(self.width, name="image_condition", **kw_dtype)(text_tokens)
+            image_tokens = (image_tokens[:, None] + shift).reshape(-1, *image_tokens.shape[1:])
+            text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
+            text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
         _, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
             num_heads=self.num_heads,
@@ -152,6 +167,8 @@ class VQATransformer(nn.Module):
             param_dtype=self.param_dtype,
             name="fusion",
         )(image_tokens, text_tokens, text_mask, train=train, return_attention=return_attention)
+        text_out = text_out.reshape(batch, num_questions, *text_out.shape[2:])
+        text_mask = text_mask.reshape(batch, num_questions, text_mask.shape[-1])
 
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = self._pool(text_out, text_mask)
