@@ -1,8 +1,10 @@
 r"""Multimodal transformer for visual question answering on Sort-of-CLEVR.
 
-Image patches and question tokens are concatenated and fused by self-attention; an MLP on
-the question's first token predicts one of 10 answers. Each image is encoded once for its
-20 questions (image tokens do not attend to text, see MultimodalEncoder).
+A small conv stem turns the image into a 5x5 grid of tokens with 2-D sin-cos positions; each
+question is embedded word by word, encoded by one text block and pooled into one token; the
+image tokens and the question tokens are fused by self-attention (single stream), and an MLP
+on the question's token predicts one of 10 answers. Image tokens do not attend to text, so
+each image is encoded once for its 20 questions (see MultimodalEncoder).
 
 Command:
   python -m mmjax.main --config=configs/vqa_transformer.py --workdir=runs/vqa
@@ -10,8 +12,9 @@ Command:
 Arguments (after a colon, comma-separated): size=tiny|small|default, steps=<int>
 (0 keeps the size's default), and dataset sizes num_train=<int>, num_test=<int>.
 
-Expected results (default size, 2-core CPU, dataset build included, see README):
-test accuracy >= 95% non-relational and >= 75% relational within 15 minutes.
+Results (default size, this 2-core CPU, about 14 minutes with the dataset build): see the
+README's results table. The issue's target, >= 95% non-relational and >= 75% relational
+test accuracy within 15 minutes, is NOT reached yet by this recipe.
 `size=tiny` exists for tests and trains for seconds.
 """
 
@@ -20,11 +23,9 @@ import ml_collections
 from mmjax.config_utils import choose, parse_arg
 
 SIZES = {
-    "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=15, steps=20, batch=4),
-    "small": dict(width=64, depth=2, num_heads=2, mlp_dim=128, patch_size=5, steps=1000, batch=16),
-    "default": dict(
-        width=128, depth=4, num_heads=4, mlp_dim=256, patch_size=5, steps=3000, batch=32
-    ),
+    "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, steps=20, batch=4),
+    "small": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=3000, batch=8),
+    "default": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=18000, batch=8),
 }
 
 
@@ -52,18 +53,19 @@ def get_config(arg=None):
     )
 
     config.model = dict(
-        stem="patch",
-        patch_size=size["patch_size"],
+        stem="conv",
+        conv_channels=(24, 24, 24, 24),
+        patch_size=5,
         width=size["width"],
         depth=size["depth"],
         num_heads=size["num_heads"],
         mlp_dim=size["mlp_dim"],
         dropout_rate=0.0,
-        posemb="learn",
+        posemb="sincos2d",
         share_image=True,
         pool="bos",
-        question_fusion="tokens",
-        question_depth=0,
+        question_fusion="pooled",
+        question_depth=1,
         condition_image=False,
     )
 
@@ -73,7 +75,7 @@ def get_config(arg=None):
         name="adamw",
         lr=1e-3,
         min_lr_ratio=0.01,
-        warmup_steps=max(1, steps // 20),
+        warmup_steps=min(200, max(1, steps // 20)),
         weight_decay=1e-4,
         b1=0.9,
         b2=0.999,
@@ -81,7 +83,7 @@ def get_config(arg=None):
     )
 
     config.mesh = dict(data=-1)  # -1: all devices on the data axis
-    config.log_every = max(1, steps // 60)
+    config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
     config.keep_checkpoints = 3
 
@@ -90,7 +92,7 @@ def get_config(arg=None):
         type="classification",
         split="test",
         batch_size=50,
-        every=max(1, steps // 4),
+        every=max(1, steps // 6),
         num_classes=10,
         label_key="answer",
         prediction_key="answer",
