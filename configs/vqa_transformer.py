@@ -55,6 +55,7 @@ def get_config(arg=None):
     config.model = dict(
         stem="conv",
         conv_channels=(24, 24, 24, 24),
+        stem_coords=False,
         patch_size=5,
         width=size["width"],
         depth=size["depth"],

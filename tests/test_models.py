@@ -251,3 +251,13 @@ def test_tiny_vqa_transformer_overfits_fixed_batch():
         losses.append(float(loss))
     assert losses[0] == pytest.approx(np.log(10), abs=1e-3)  # zero-initialised head
     assert losses[-1] < 0.25 * losses[0], losses
+
+
+def test_append_coordinates_marks_columns_and_rows():
+    from mmjax.models.image import append_coordinates
+
+    x = jnp.zeros((2, 3, 5, 3))
+    out = append_coordinates(x)
+    assert out.shape == (2, 3, 5, 5)
+    np.testing.assert_allclose(out[0, 0, :, 3], np.linspace(-1, 1, 5))  # column, left to right
+    np.testing.assert_allclose(out[1, :, 4, 4], np.linspace(-1, 1, 3))  # row, top to bottom

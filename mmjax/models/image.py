@@ -117,6 +117,20 @@ class PatchStem(nn.Module):
         return _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)
 
 
+def append_coordinates(x: Array) -> Array:
+    """Appends each pixel's column and row in [-1, 1] as two channels: [B,H,W,C] -> [B,H,W,C+2].
+
+    With them (CoordConv, Liu et al. 2018) the first convolution already mixes what is at a
+    pixel with where it is, so tokens carry absolute position together with colour and shape.
+    """
+    batch, height, width = x.shape[:3]
+    rows, cols = jnp.meshgrid(
+        jnp.linspace(-1.0, 1.0, height), jnp.linspace(-1.0, 1.0, width), indexing="ij"
+    )
+    grid = jnp.broadcast_to(jnp.stack([cols, rows], -1), (batch, height, width, 2))
+    return jnp.concatenate([x, grid.astype(x.dtype)], axis=-1)
+
+
 class ConvStem(nn.Module):
     """Small conv stem: 3x3 stride-2 conv + GroupNorm + ReLU per entry of `channels`.
 
@@ -138,6 +152,7 @@ class ConvStem(nn.Module):
     width: int
     channels: Sequence[int] = (32, 64, 128, 128)
     posemb: str = "learn"
+    coords: bool = False
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
     dtype: DType = jnp.float32
@@ -147,6 +162,8 @@ class ConvStem(nn.Module):
     def __call__(self, images: Array) -> Array:
         """Embed images [B, H, W, 3] into [B, N, width] tokens."""
         x = normalize_images(images, self.mean, self.std, self.dtype)
+        if self.coords:
+            x = append_coordinates(x)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         for i, c in enumerate(self.channels):
             x = nn.Conv(c, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}", **kw)(x)

@@ -38,9 +38,11 @@ class VQATransformer(nn.Module):
       patch_size: patch size of the "patch" stem.
       stem: "patch" (`PatchStem`) or "conv" (`ConvStem`).
       conv_channels: channels of the "conv" stem.
+      stem_coords: append pixel coordinates as input channels of the "conv" stem (CoordConv).
       posemb: image position embeddings, "learn" or "sincos2d".
       share_image: encode each image once for its Q questions (see `MultimodalEncoder`).
-      pool: "bos" (first token) or "mean" (masked mean over valid tokens).
+      pool: "bos" (first token), "mean" (masked mean over valid tokens) or "flatten" (a dense
+        layer over the concatenated L token states).
       question_fusion: "tokens" (every question token enters the fusion stream) or "pooled"
         (each question is first encoded by `question_depth` text-only blocks and pooled with
         `pool`, and enters the fusion stream as one token: Q tokens per image instead of Q*L,
@@ -65,6 +67,7 @@ class VQATransformer(nn.Module):
     patch_size: int = 5
     stem: str = "patch"
     conv_channels: Sequence[int] = (32, 64, 128, 128)
+    stem_coords: bool = False
     posemb: str = "learn"
     share_image: bool = True
     pool: str = "bos"
@@ -80,7 +83,7 @@ class VQATransformer(nn.Module):
         if self.stem == "patch":
             return PatchStem(self.patch_size, self.width, **kw)
         if self.stem == "conv":
-            return ConvStem(self.width, channels=self.conv_channels, **kw)
+            return ConvStem(self.width, channels=self.conv_channels, coords=self.stem_coords, **kw)
         raise ValueError(f"Unknown stem {self.stem!r}; use 'patch' or 'conv'.")
 
     def _pool(self, text: Array, mask: Array) -> Array:
@@ -90,7 +93,12 @@ class VQATransformer(nn.Module):
             mask = mask[..., None].astype(text.dtype)
             # max(.., 1): an all-padding question (a filler slot) pools to zeros, not NaN.
             return (text * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
-        raise ValueError(f"Unknown pool {self.pool!r}; use 'bos' or 'mean'.")
+        if self.pool == "flatten":
+            # A dense map of the concatenated token states: every word keeps its full weight
+            # (a mean over L tokens would scale the one word that names the colour by 1/L).
+            text = jnp.where(mask[..., None], text, 0).reshape(*text.shape[:-2], -1)
+            return nn.Dense(self.width, name="question_pool", dtype=self.dtype)(text)
+        raise ValueError(f"Unknown pool {self.pool!r}; use 'bos', 'mean' or 'flatten'.")
 
     @nn.compact
     def __call__(
@@ -171,7 +179,10 @@ class VQATransformer(nn.Module):
         text_mask = text_mask.reshape(batch, num_questions, text_mask.shape[-1])
 
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = self._pool(text_out, text_mask)
+        if self.question_fusion == "pooled":
+            x = text_out[..., 0, :]  # the question's single fused token
+        else:
+            x = self._pool(text_out, text_mask)
         x = nn.LayerNorm(name="head_norm", **kw)(x)
         pre_logits = x
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
