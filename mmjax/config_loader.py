@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -106,13 +107,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def check_against_saved(config: ml_collections.ConfigDict, saved_json: str) -> None:
     """Refuses to resume a workdir whose saved config differs in task or model shape."""
-    import json
-
     saved = json.loads(saved_json)
+    current = json.loads(config.to_json())  # the same JSON round trip (tuples become lists)
     for key in ("task", "model"):
-        if saved.get(key) != config.to_dict()[key]:
-            raise ConfigError(
-                f"the workdir's config.json has a different config.{key} "
-                f"({saved.get(key)} vs {config.to_dict()[key]}); use a new --workdir "
-                "or delete the old one to start fresh"
-            )
+        old, new = saved.get(key), current[key]
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            what = ", ".join(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        else:
+            what = f"{key}: {old!r} -> {new!r}"
+        raise ConfigError(
+            f"the workdir's config.json has another {what}; use a new --workdir, "
+            "or delete the old one, to start fresh"
+        )

@@ -64,5 +64,5 @@ def test_saved_config_with_another_model_shape_is_refused():
     check_against_saved(config, config.to_json())  # same config: fine
     saved = json.loads(config.to_json())
     saved["model"]["width"] = 999
-    with pytest.raises(ConfigError, match="different config.model"):
+    with pytest.raises(ConfigError, match="another model.width: 999 -> 32"):
         check_against_saved(config, json.dumps(saved))
