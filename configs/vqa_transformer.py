@@ -25,7 +25,7 @@ from mmjax.config_utils import choose, parse_arg
 SIZES = {
     "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, steps=20, batch=4),
     "small": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=3000, batch=8),
-    "default": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=18000, batch=8),
+    "default": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=12000, batch=8),
 }
 
 
@@ -55,7 +55,7 @@ def get_config(arg=None):
     config.model = dict(
         stem="conv",
         conv_channels=(24, 24, 24, 24),
-        stem_coords=False,
+        stem_coords=True,
         patch_size=5,
         width=size["width"],
         depth=size["depth"],
