@@ -24,6 +24,6 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "ruff>=0.15,<0.18"],
+        "test": ["pytest>=8,<10", "ruff>=0.17,<0.18"],
     },
 )
