@@ -53,13 +53,14 @@ def run(config, workdir: str) -> dict[str, float]:
     from mmjax import tasks
     from mmjax.config_loader import check_against_saved
     from mmjax.data import sources
-    from mmjax.train.trainer import train_and_evaluate
+    from mmjax.train.trainer import check_batch_sizes, train_and_evaluate
 
     config_path = os.path.join(workdir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
             check_against_saved(config, f.read())
     task = tasks.build_task(config)
+    check_batch_sizes(config)  # before anything is written or built
     if jax.process_index() == 0:
         sources.prepare(config.data)
         os.makedirs(workdir, exist_ok=True)

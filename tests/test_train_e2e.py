@@ -66,3 +66,23 @@ def test_config_error_is_one_line_and_leaves_no_workdir(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mmjax: config error: unknown")
     assert not workdir.exists()
+
+
+def test_batch_that_does_not_divide_over_devices_stops_before_anything_is_written(tmp_path):
+    workdir = tmp_path / "never"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmjax.main",
+        "--config=configs/vqa_transformer.py:size=tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={tmp_path / 'data'}",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mmjax: config error: batch_size=4 does not divide over 3 data-parallel devices "
+        "in 1 processes"
+    )
+    assert not workdir.exists() and not (tmp_path / "data").exists()

@@ -6,28 +6,30 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from mmjax.config_utils import ConfigError
+
 BATCH_AXES = ("data",)
 
 
 def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
     """A mesh with the axes of `mesh_config` (name -> size, one size may be -1 = the rest).
 
-    Raises ValueError naming the sizes when they do not multiply to the device count.
+    Raises ConfigError naming the sizes when they do not multiply to the device count.
     """
     devices = jax.devices() if devices is None else devices
     names = list(mesh_config.keys())
     sizes = [int(mesh_config[n]) for n in names]
     if sizes.count(-1) > 1:
-        raise ValueError(f"mesh {dict(zip(names, sizes))}: at most one axis may be -1")
+        raise ConfigError(f"mesh {dict(zip(names, sizes))}: at most one axis may be -1")
     known = int(np.prod([s for s in sizes if s != -1]))
     if -1 in sizes:
         if known == 0 or len(devices) % known:
-            raise ValueError(
+            raise ConfigError(
                 f"mesh {dict(zip(names, sizes))} does not divide {len(devices)} devices"
             )
         sizes[sizes.index(-1)] = len(devices) // known
     if int(np.prod(sizes)) != len(devices):
-        raise ValueError(
+        raise ConfigError(
             f"mesh {dict(zip(names, sizes))} needs {int(np.prod(sizes))} devices, "
             f"but {len(devices)} are available"
         )

@@ -23,6 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mmjax import evaluators
+from mmjax.config_utils import ConfigError
 from mmjax.data import pipeline, sources
 from mmjax.train import sharding
 from mmjax.train.checkpoints import Checkpointer
@@ -52,13 +53,18 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _check_divisible(what: str, batch_size: int, mesh) -> None:
+def check_batch_sizes(config, mesh=None) -> None:
+    """Raises ConfigError naming the numbers when a batch does not divide over the devices."""
+    mesh = sharding.make_mesh(config.mesh) if mesh is None else mesh
     shards = sharding.data_parallel_size(mesh)
-    if batch_size % shards or batch_size % jax.process_count():
-        raise ValueError(
-            f"{what}={batch_size} does not divide over {shards} data-parallel devices "
-            f"in {jax.process_count()} processes"
-        )
+    sizes = {"batch_size": config.batch_size}
+    sizes.update({f"evals.{name}.batch_size": ev.batch_size for name, ev in config.evals.items()})
+    for what, batch_size in sizes.items():
+        if batch_size % shards or batch_size % jax.process_count():
+            raise ConfigError(
+                f"{what}={batch_size} does not divide over {shards} data-parallel devices "
+                f"in {jax.process_count()} processes"
+            )
 
 
 def _scalars(metrics) -> dict[str, float]:
@@ -69,9 +75,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     """Trains `task` per `config` in `workdir` (resuming if possible); returns final evals."""
     # ---------------------------------------------------------------- mesh and data
     mesh = sharding.make_mesh(config.mesh)
-    _check_divisible("batch_size", config.batch_size, mesh)
-    for name, ev in config.evals.items():
-        _check_divisible(f"evals.{name}.batch_size", ev.batch_size, mesh)
+    check_batch_sizes(config, mesh)
     process, processes = jax.process_index(), jax.process_count()
     local_batch = config.batch_size // processes
 
