@@ -97,7 +97,8 @@ def main(argv):
         logging.getLogger().setLevel(logging.INFO)
         # orbax and TFDS log every save and dataset lookup through absl at INFO/WARNING.
         logging.getLogger("absl").setLevel(logging.ERROR)
-        run(config, FLAGS.workdir)
+        # orbax needs absolute paths; a relative --workdir is relative to the current directory.
+        run(config, os.path.abspath(os.path.expanduser(FLAGS.workdir)))
     except ConfigError as error:
         print(f"mmjax: config error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -10,6 +10,7 @@ finished. Nothing is loaded with pickle.
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import orbax.checkpoint as ocp
@@ -20,7 +21,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, keep: int = 3):
         self.manager = ocp.CheckpointManager(
-            directory,
+            os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         )
 
