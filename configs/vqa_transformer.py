@@ -25,7 +25,7 @@ from mmjax.config_utils import choose, parse_arg
 SIZES = {
     "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, steps=20, batch=4),
     "small": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=3000, batch=8),
-    "default": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=12000, batch=8),
+    "default": dict(width=64, depth=3, num_heads=4, mlp_dim=128, steps=18000, batch=8),
 }
 
 

@@ -10,17 +10,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _main(workdir, data_dir, *overrides):
+def _main(workdir, data_dir, *overrides, cwd=ROOT):
+    config = os.path.join(ROOT, "configs", "vqa_transformer.py")
     cmd = [
         sys.executable,
         "-m",
         "mmjax.main",
-        "--config=configs/vqa_transformer.py:size=tiny,num_train=64,num_test=16",
+        f"--config={config}:size=tiny,num_train=64,num_test=16",
         f"--workdir={workdir}",
         f"--config.data.data_dir={data_dir}",
         *overrides,
     ]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def _records(workdir):
@@ -31,10 +32,10 @@ def _records(workdir):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    workdir, data_dir = str(root / "run"), str(root / "data")
-    result = _main(workdir, data_dir, "--config.total_steps=40")
+    # A relative --workdir, as in the README's command.
+    result = _main("run", "data", "--config.total_steps=40", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, data_dir, result
+    return str(root / "run"), str(root / "data"), result
 
 
 def test_loss_falls_and_outputs_are_written(first_run):

@@ -28,7 +28,7 @@ def prepare(data_config) -> None:
     if data_config.build_if_missing:
         from mmjax.data.sort_of_clevr_tfds import build_sort_of_clevr
 
-        data_dir = os.path.expanduser(data_config.data_dir)
+        data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
         build_sort_of_clevr(data_dir, **_sort_of_clevr_kwargs(data_config))
 
 
@@ -36,7 +36,7 @@ def get_source(data_config, split: str):
     """The random-access source (len, __getitem__ -> record dict) of `split`."""
     from mmjax.data.sort_of_clevr_tfds import load_sort_of_clevr
 
-    data_dir = os.path.expanduser(data_config.data_dir)
+    data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
     try:
         return load_sort_of_clevr(data_dir, split, **_sort_of_clevr_kwargs(data_config))
     except FileNotFoundError as error:
