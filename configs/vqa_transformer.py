@@ -12,7 +12,7 @@ Command:
 Arguments (after a colon, comma-separated): size=tiny|small|default, steps=<int>
 (0 keeps the size's default), and dataset sizes num_train=<int>, num_test=<int>.
 
-Results (default size, this 2-core CPU, about 14 minutes with the dataset build): see the
+Results (default size, this 2-core CPU, about 22 minutes with the dataset build): see the
 README's results table. The issue's target, >= 95% non-relational and >= 75% relational
 test accuracy within 15 minutes, is NOT reached yet by this recipe.
 `size=tiny` exists for tests and trains for seconds.
