@@ -71,12 +71,7 @@ def run(config, workdir: str) -> dict[str, float]:
         multihost_utils.sync_global_devices("dataset prepared")
     metrics = train_and_evaluate(config, workdir, task)
     if jax.process_index() == 0 and hasattr(task, "report"):
-        from mmjax.tasks.vqa import question_only_baseline
-
-        baseline = question_only_baseline(
-            sources.get_source(config.data, "train"), sources.get_source(config.data, "test")
-        )
-        print(task.report(metrics, baseline), flush=True)
+        print(task.report(metrics), flush=True)
     return metrics
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from mmjax.config_utils import ConfigError
-from mmjax.data import sort_of_clevr
+from mmjax.data import sort_of_clevr, sources
 from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.vqa import VQATransformer
 
@@ -23,6 +23,7 @@ class VQATask:
 
     def __init__(self, config):
         self.tokenizer = sort_of_clevr_question_tokenizer()
+        self.data_config = config.data
         self.max_len = config.data.max_question_len
         self._encoded: dict[bytes, np.ndarray] = {}
         try:
@@ -78,8 +79,12 @@ class VQATask:
             "probability": probabilities.max(-1),
         }
 
-    def report(self, metrics: dict[str, float], baseline: dict[str, float]) -> str:
+    def report(self, metrics: dict[str, float]) -> str:
         """A table of test accuracy per subtype next to the question-only baseline."""
+        baseline = question_only_baseline(
+            sources.get_source(self.data_config, "train"),
+            sources.get_source(self.data_config, "test"),
+        )
         rows = list(sort_of_clevr.SUBTYPES) + ["non_relational", "relational"]
         lines = [
             f"{'question type':<16}{'test accuracy':>15}{'question-only':>15}",
