@@ -87,6 +87,9 @@ def get_config(arg=None):
     config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
     config.keep_checkpoints = 3
+    # A step with a non-finite loss or gradient is never applied; "stop" ends the run with an
+    # error naming it, "skip" goes on and counts it in train/skipped_steps.
+    config.on_nonfinite = "stop"
 
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(

@@ -95,6 +95,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in _POSITIVE:
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError(f"config.{key}={config[key]!r} must be a positive integer")
+    if config.get("on_nonfinite", "stop") not in ("stop", "skip"):
+        raise ConfigError(f"config.on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
     if config.optim.lr <= 0:
         raise ConfigError(f"config.optim.lr={config.optim.lr} must be positive")
     for name, ev in config.evals.items():

@@ -18,6 +18,7 @@ import sys
 from absl import app, flags
 
 from mmjax.config_utils import ConfigError
+from mmjax.data.errors import DataError
 
 flags.DEFINE_string("config", None, "Config file, optionally followed by :key=value,...")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
@@ -97,6 +98,12 @@ def main(argv):
     except ConfigError as error:
         print(f"mmjax: config error: {error}", file=sys.stderr)
         sys.exit(2)
+    except DataError as error:
+        print(f"mmjax: data error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as error:
+        print(f"mmjax: training stopped: {error}", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps({"workdir": FLAGS.workdir, "status": "done"}))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from mmjax.config_utils import ConfigError
+from mmjax.data.errors import DataError
 
 
 def _sort_of_clevr_kwargs(data_config) -> dict:
@@ -38,9 +39,41 @@ def get_source(data_config, split: str):
 
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
     try:
-        return load_sort_of_clevr(data_dir, split, **_sort_of_clevr_kwargs(data_config))
+        source = load_sort_of_clevr(data_dir, split, **_sort_of_clevr_kwargs(data_config))
     except FileNotFoundError as error:
         raise ConfigError(
             f"dataset {data_config.name!r} not found in data.data_dir={data_dir!r} ({error}); "
             "set data.build_if_missing=True to build it"
         ) from None
+    return CheckedSource(source, f"{data_config.name} {split}", data_dir)
+
+
+class CheckedSource:
+    """Wraps a random-access source so that an unreadable record raises a DataError naming it.
+
+    `len(source)` and `source[i]` as in the wrapped source.
+    """
+
+    def __init__(self, source, name: str, data_dir: str):
+        self._source = source
+        self.name = name
+        self.data_dir = data_dir
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name} has {len(self)} records, no record {index}")
+        try:
+            return self._source[index]
+        except Exception as error:  # noqa: BLE001 - whatever the decoder raised, name the record
+            detail = str(error).splitlines()[0][:200] if str(error) else ""
+            raise DataError(
+                f"{self.name} record {index} is corrupt ({type(error).__name__}: {detail}); "
+                f"the files under {self.data_dir} are damaged: delete the dataset's directory "
+                "there to rebuild it"
+            ) from None

@@ -14,6 +14,7 @@ import optax
 
 from mmjax.config_utils import ConfigError
 from mmjax.data import sort_of_clevr, sources
+from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.vqa import VQATransformer
 
@@ -44,12 +45,32 @@ class VQATask:
         return self._encoded[text]
 
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
-        """A decoded Sort-of-CLEVR record -> one training example (see module docstring)."""
+        """A decoded Sort-of-CLEVR record -> one training example (see module docstring).
+
+        Raises DataError naming the record for an image that is not [H, W, 3] uint8, an empty
+        or over-long question, or an answer outside the answer vocabulary.
+        """
         questions = record["questions"]
+        where = f"record {record.get('id', '?')}"
+        image = np.asarray(record["image"])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
+        try:
+            question = np.stack([self._encode(t) for t in questions["text"]])
+        except ValueError as error:
+            raise DataError(f"{where}: {error}") from None
+        answer = np.asarray(questions["answer"], np.int32)
+        outside = (answer < 0) | (answer >= len(sort_of_clevr.ANSWERS))
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise DataError(
+                f"{where}: answer {answer[i]} of question {i} is outside the "
+                f"{len(sort_of_clevr.ANSWERS)} answers {list(sort_of_clevr.ANSWERS)}"
+            )
         return {
-            "image": np.asarray(record["image"], np.uint8),
-            "question": np.stack([self._encode(t) for t in questions["text"]]),
-            "answer": np.asarray(questions["answer"], np.int32),
+            "image": image,
+            "question": question,
+            "answer": answer,
             "subtype": np.asarray(questions["subtype"], np.int32),
         }
 

@@ -18,9 +18,12 @@ class TrainState:
       opt_state: optax state pytree.
       rng: uint32 [2] raw key data; step keys are fold_in(rng, step), so resuming needs
         nothing but this and the step.
+      skipped: int32 scalar, steps whose loss or gradients were not finite and were skipped
+        (their update not applied).
     """
 
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
+    skipped: jax.Array

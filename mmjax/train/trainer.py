@@ -109,7 +109,8 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
 
     def init_state(rng, batch):
         params = task.init_params(jax.random.wrap_key_data(rng), batch)
-        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), rng)
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(zero, params, optimizer.init(params), rng, zero)
 
     abstract = jax.eval_shape(init_state, rng, init_batch)
     replicated = sharding.replicated(mesh)
@@ -136,17 +137,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     schedule = learning_rate_schedule(config.optim, config.total_steps)
     batch_spec = sharding.batch_sharding(mesh)
 
-    def train_step(state: TrainState, batch):
-        step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        (loss, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(
-            state.params, batch, step_rng
-        )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = jax.tree.map(jnp.add, state.params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=_global_norm(grads))
-        metrics["learning_rate"] = schedule(state.step)
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
+    train_step = make_train_step(task, optimizer, schedule)
     train_step = jax.jit(
         train_step,
         in_shardings=(state_sharding, batch_spec),
@@ -186,37 +177,92 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     step = int(state.step)
     total = config.total_steps
     progress = Progress(total, config.batch_size, start_step=step)
-    with _StopSignal() as stop:
-        while step < total:
-            batch = sharding.global_batch(next(train_iter), mesh)
-            state, metrics = train_step(state, batch)
-            step += 1
-            if step % config.log_every == 0 or step == total or step == 1:
-                scalars = _scalars(metrics)
-                if not np.isfinite(scalars["loss"]):
-                    last = checkpointer.steps()
-                    raise FloatingPointError(
-                        f"loss is {scalars['loss']} at step {step}; last good checkpoint: "
-                        f"{last[-1] if last else 'none'}"
-                    )
-                rates = progress.update(step)
-                writer.write(step, {f"train/{k}": v for k, v in {**scalars, **rates}.items()})
-                logging.info(progress.line(step, scalars["loss"], rates))
-            if step % config.checkpoint_every == 0 or step == total or stop.received:
-                checkpointer.save(step, state, train_iter.get_state())
-            if stop.received:
-                checkpointer.wait()
-                logging.warning("%s received: saved step %d, exiting", stop.received, step)
-                checkpointer.close()
-                writer.close()
-                raise SystemExit(0)
-            due = [name for name, ev in config.evals.items() if step % ev.every == 0]
-            if due and step < total:
-                evaluate(step, due)
-    checkpointer.close()
+    last_saved = checkpointer.steps()[-1] if checkpointer.steps() else None
+
+    def check_finite(at_step: int, metrics) -> None:
+        if config.get("on_nonfinite", "stop") == "skip" or bool(metrics["finite"]):
+            return
+        values = _scalars({k: metrics[k] for k in ("loss", "grad_norm", "update_norm")})
+        raise FloatingPointError(
+            f"step {at_step} is not finite (loss {values['loss']}, gradient norm "
+            f"{values['grad_norm']}, update norm {values['update_norm']}) and was not applied; "
+            f"last good checkpoint: {'none' if last_saved is None else f'step {last_saved}'}. "
+            "Set config.on_nonfinite='skip' to skip such steps instead"
+        )
+
+    previous = None  # (step, metrics) of the step before, checked once the next is dispatched
+    try:
+        with _StopSignal() as stop:
+            while step < total:
+                batch = sharding.global_batch(next(train_iter), mesh)
+                state, metrics = train_step(state, batch)
+                step += 1
+                if previous is not None:
+                    check_finite(*previous)  # waits for the step before, not for this one
+                previous = (step, metrics)
+                if step % config.log_every == 0 or step == total or step == 1:
+                    check_finite(step, metrics)
+                    scalars = _scalars(metrics)
+                    del scalars["finite"]
+                    rates = progress.update(step)
+                    writer.write(step, {f"train/{k}": v for k, v in {**scalars, **rates}.items()})
+                    logging.info(progress.line(step, scalars["loss"], rates))
+                if step % config.checkpoint_every == 0 or step == total or stop.received:
+                    check_finite(step, metrics)
+                    checkpointer.save(step, state, train_iter.get_state())
+                    last_saved = step
+                if stop.received:
+                    checkpointer.wait()
+                    logging.warning("%s received: saved step %d, exiting", stop.received, step)
+                    writer.close()
+                    raise SystemExit(0)
+                due = [name for name, ev in config.evals.items() if step % ev.every == 0]
+                if due and step < total:
+                    evaluate(step, due)
+    finally:
+        # However the loop ends, a save in flight is finished, never left half-written.
+        checkpointer.close()
     final = evaluate(step, list(config.evals))
     writer.close()
     return final
+
+
+def make_train_step(task, optimizer, schedule):
+    """The train step (state, batch) -> (state, metrics), to be jit-compiled.
+
+    A step whose loss, gradient norm or update norm is not finite is not applied: parameters
+    and optimizer state stay as they were, `state.skipped` counts it, and metrics["finite"] is
+    False. So no NaN ever reaches the state, and no checkpoint can hold one; whether the run
+    then stops or goes on is the loop's decision (`config.on_nonfinite`).
+    """
+
+    def train_step(state: TrainState, batch):
+        step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        (loss, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            state.params, batch, step_rng
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        grad_norm, update_norm = _global_norm(grads), _global_norm(updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
+
+        def if_finite(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+        params = if_finite(jax.tree.map(jnp.add, state.params, updates), state.params)
+        skipped = state.skipped + (~finite).astype(jnp.int32)
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm, update_norm=update_norm)
+        metrics.update(
+            learning_rate=schedule(state.step), finite=finite, skipped_steps=skipped
+        )
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=if_finite(opt_state, state.opt_state),
+            skipped=skipped,
+        )
+        return new_state, metrics
+
+    return train_step
 
 
 def _global_norm(tree) -> jax.Array:
