@@ -14,8 +14,8 @@ import logging
 import os
 
 import jax
-from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 class Checkpointer:

@@ -251,9 +251,7 @@ def make_train_step(task, optimizer, schedule):
         params = if_finite(jax.tree.map(jnp.add, state.params, updates), state.params)
         skipped = state.skipped + (~finite).astype(jnp.int32)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm, update_norm=update_norm)
-        metrics.update(
-            learning_rate=schedule(state.step), finite=finite, skipped_steps=skipped
-        )
+        metrics.update(learning_rate=schedule(state.step), finite=finite, skipped_steps=skipped)
         new_state = state.replace(
             step=state.step + 1,
             params=params,
