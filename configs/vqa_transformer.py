@@ -68,6 +68,8 @@ def get_config(arg=None):
         question_fusion="pooled",
         question_depth=1,
         condition_image=False,
+        head="question_token",
+        head_dim=None,
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions

@@ -50,6 +50,12 @@ class VQATransformer(nn.Module):
       question_depth: text-only encoder blocks before pooling, for question_fusion="pooled".
       condition_image: give each question its own image tokens, shifted by a projection of the
         pooled question (needs question_fusion="pooled"); costs Q times the image stream.
+      head: "question_token": the answer MLP reads each question's fused token; "token_pairs":
+        an MLP g runs on every (image token, question token) pair, its outputs are summed over
+        the image tokens and the answer MLP reads the sum (the readout of a relation network,
+        over single tokens). g sees each image token jointly with the question, so selecting
+        "the red object" is a learned conjunction rather than an attention lookup that has to
+        emerge first; it costs B * Q * N * head_dim^2 multiply-adds, small next to the encoder.
       head_dim: hidden width of the answer MLP; defaults to width.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
@@ -74,6 +80,7 @@ class VQATransformer(nn.Module):
     question_fusion: str = "tokens"
     question_depth: int = 0
     condition_image: bool = False
+    head: str = "question_token"
     head_dim: int | None = None
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
@@ -99,6 +106,22 @@ class VQATransformer(nn.Module):
             text = jnp.where(mask[..., None], text, 0).reshape(*text.shape[:-2], -1)
             return nn.Dense(self.width, name="question_pool", dtype=self.dtype)(text)
         raise ValueError(f"Unknown pool {self.pool!r}; use 'bos', 'mean' or 'flatten'.")
+
+    def _token_pairs(self, image: Array, question: Array, train: bool) -> Array:
+        """Sum over image tokens of g(token, question): [B, 1|Q, N, D], [B, Q, D] -> [B, Q, H].
+
+        The first dense layer of g on the concatenation [token; question] is split into one
+        projection per input, added with broadcasting, so no [B, Q, N, 2D] tensor is built.
+        """
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        hidden = self.head_dim or self.width
+        image = nn.LayerNorm(name="pair_image_norm", **kw)(image)
+        h = nn.Dense(hidden, name="pair_image", **kw)(image)
+        question = nn.Dense(hidden, use_bias=False, name="pair_question", **kw)(question)
+        h = nn.gelu(h + question[:, :, None])
+        h = nn.gelu(nn.Dense(hidden, name="pair_hidden", **kw)(h))
+        h = nn.Dropout(self.dropout_rate)(h, deterministic=not train)
+        return nn.LayerNorm(name="pair_norm", **kw)(h.sum(axis=2))
 
     @nn.compact
     def __call__(
@@ -164,7 +187,7 @@ class VQATransformer(nn.Module):
             image_tokens = (image_tokens[:, None] + shift).reshape(-1, *image_tokens.shape[1:])
             text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
             text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
-        _, text_out, intermediates = MultimodalEncoder(
+        image_out, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
             num_heads=self.num_heads,
             mlp_dim=self.mlp_dim,
@@ -184,6 +207,10 @@ class VQATransformer(nn.Module):
         else:
             x = self._pool(text_out, text_mask)
         x = nn.LayerNorm(name="head_norm", **kw)(x)
+        if self.head == "token_pairs":
+            x = self._token_pairs(image_out.reshape(batch, -1, *image_out.shape[-2:]), x, train)
+        elif self.head != "question_token":
+            raise ValueError(f"Unknown head {self.head!r}; use 'question_token' or 'token_pairs'.")
         pre_logits = x
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
         x = dropout(x, deterministic=not train)
