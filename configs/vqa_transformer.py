@@ -70,9 +70,13 @@ def get_config(arg=None):
         condition_image=False,
         head="question_token",
         head_dim=None,
+        dtype="float32",  # "bfloat16": bf16 compute; parameters and optimizer state stay f32
+        remat=False,  # recompute each block's activations in the backward pass
+        scan_layers=False,  # one compiled block scanned over depth (stacked parameters)
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions
+    config.microbatches = 1  # gradient accumulation: the batch is run in this many pieces
     config.total_steps = steps
     config.optim = dict(
         name="adamw",
@@ -85,7 +89,10 @@ def get_config(arg=None):
         clip_norm=1.0,
     )
 
-    config.mesh = dict(data=-1)  # -1: all devices on the data axis
+    config.mesh = dict(data=-1, fsdp=1)  # -1: all the devices not used by other axes
+    # Parameter and optimizer-state placement: (regex, rule) pairs, rule "replicate", "fsdp" or
+    # a PartitionSpec tuple; fsdp=True shards the rest FSDP-style over all devices.
+    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14)
     config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
     config.keep_checkpoints = 3

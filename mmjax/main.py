@@ -22,6 +22,11 @@ from mmjax.data.errors import DataError
 
 flags.DEFINE_string("config", None, "Config file, optionally followed by :key=value,...")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a run over several processes."
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes (hosts) of the run.")
+flags.DEFINE_integer("process_id", None, "Index of this process, 0 .. num_processes - 1.")
 FLAGS = flags.FLAGS
 
 _OVERRIDES: list[str] = []
@@ -39,7 +44,9 @@ def _split_overrides(argv: list[str]) -> list[str]:
 
 
 def _multi_process_configured() -> bool:
-    """Whether a cluster environment asks for several JAX processes."""
+    """Whether the flags or a cluster environment ask for several JAX processes."""
+    if (FLAGS.num_processes or 1) > 1:
+        return True
     for var in ("JAX_NUM_PROCESSES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
         if int(os.environ.get(var, "1")) > 1:
             return True
@@ -80,6 +87,7 @@ def main(argv):
     """Entry point: checks flags and config, then runs."""
     del argv
     from mmjax.config_loader import load_config, validate_config
+    from mmjax.train.checkpoints import CheckpointError
 
     try:
         if not FLAGS.config or not FLAGS.workdir:
@@ -89,7 +97,12 @@ def main(argv):
         if _multi_process_configured():
             import jax
 
-            jax.distributed.initialize()
+            # Without flags, JAX reads the cluster's own variables (SLURM, Open MPI, TPU pods).
+            jax.distributed.initialize(
+                coordinator_address=FLAGS.coordinator_address,
+                num_processes=FLAGS.num_processes,
+                process_id=FLAGS.process_id,
+            )
         logging.getLogger().setLevel(logging.INFO)
         # orbax and TFDS log every save and dataset lookup through absl at INFO/WARNING.
         logging.getLogger("absl").setLevel(logging.ERROR)
@@ -104,6 +117,11 @@ def main(argv):
     except FloatingPointError as error:
         print(f"mmjax: training stopped: {error}", file=sys.stderr)
         sys.exit(1)
+    except CheckpointError as error:
+        print(f"mmjax: checkpoint error: {error}", file=sys.stderr, flush=True)
+        # Skips interpreter teardown: TensorStore callbacks of the failed reads would print
+        # "Event loop is closed" tracebacks after this line. Nothing is left to write.
+        os._exit(1)
     print(json.dumps({"workdir": FLAGS.workdir, "status": "done"}))
 
 

@@ -69,3 +69,14 @@ def test_restored_iterator_yields_the_same_next_batches():
 def test_too_small_shard_is_an_error():
     with pytest.raises(ValueError, match="fewer than its batch"):
         pipeline.train_dataset(_source(3), _pre, 4, seed=0)
+
+
+def test_global_batches_do_not_depend_on_the_number_of_processes():
+    n, global_batch = 40, 8
+    single = iter(pipeline.train_dataset(_source(n), _pre, global_batch, seed=3))
+    shards = [
+        iter(pipeline.train_dataset(_source(n), _pre, global_batch // 2, 3, p, 2)) for p in (0, 1)
+    ]
+    for _ in range(12):  # more than two epochs
+        together = np.concatenate([next(it)["id"] for it in shards])
+        assert sorted(together.tolist()) == sorted(next(single)["id"].tolist())

@@ -167,12 +167,28 @@ def test_damaged_checkpoints_fall_back_to_the_newest_good_one(reference, tmp_pat
 
     result = _run(workdir, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    for bad, fallback in ((newest, older), (older, good)):
-        warning = rf"checkpoint at step {bad} is unreadable .* falling back to step {fallback}"
+    for bad in (newest, older):
+        warning = rf"checkpoint at step {bad} is unreadable .* falling back to step {good}"
         assert re.search(warning, result.stderr), result.stderr[-3000:]
         assert os.path.isdir(f"{checkpoints}/unreadable_{bad}")  # kept, never deleted
     assert f"resumed from the checkpoint at step {good}" in result.stderr
     _assert_bitwise_equal(workdir, final)
+
+
+def test_when_no_checkpoint_is_readable_nothing_is_moved_and_the_run_stops(reference, tmp_path):
+    data_dir, reference_dir, _ = reference
+    workdir = str(tmp_path / "run")
+    shutil.copytree(reference_dir, workdir)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    steps = sorted(os.listdir(checkpoints))
+    for step in steps:
+        os.remove(f"{checkpoints}/{step}/state/manifest.ocdbt")
+    result = _run(workdir, data_dir)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mmjax: checkpoint error: no checkpoint in {checkpoints} could be read")
+    assert "use a new --workdir to start fresh" in last
+    assert sorted(os.listdir(checkpoints)) == steps
 
 
 def test_checkpoints_restore_without_pickle(reference, monkeypatch):

@@ -50,14 +50,20 @@ def train_dataset(
       seed: shuffle seed; epochs are reshuffled deterministically from it.
       process_index, process_count: this process's shard of the source.
       num_threads: reader threads.
+
+    Every process shuffles the whole source the same way and takes every `process_count`-th
+    example of that one endless sequence, from `process_index` on. So the union of the
+    processes' k-th batches is the k-th batch of a single process reading with
+    batch_size * process_count: the global batches do not depend on the number of processes,
+    and each process reads only its own examples.
     """
-    shard = grain.MapDataset.source(source)[process_index::process_count]
-    if len(shard) < batch_size:
+    if len(source) // process_count < batch_size:
         raise ValueError(
-            f"process {process_index} holds {len(shard)} training examples, fewer than its "
-            f"batch of {batch_size}"
+            f"process {process_index} holds {len(source) // process_count} training examples, "
+            f"fewer than its batch of {batch_size}"
         )
-    ds = shard.seed(seed).shuffle().repeat().map(preprocess)
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    ds = ds[process_index::process_count].map(preprocess)
     ds = ds.batch(batch_size, drop_remainder=True)
     return ds.to_iter_dataset(_read_options(num_threads))
 

@@ -153,6 +153,27 @@ class SharedImageBlock(EncoderBlock):
         return x_image, x_text, image_weights, text_weights
 
 
+class FusionLayer(SharedImageBlock):
+    """One fusion block as a function carry -> (carry, None), the form nn.scan and nn.remat need.
+
+    Same parameters as `SharedImageBlock`. The carry is (image [B, N, D], text [B, Q, L, D])
+    with `share_image=True` and the joint tokens [B, Q, N + L, D] otherwise; `mask` is the
+    text mask [B, Q, L] or the joint attention mask, respectively.
+    """
+
+    share_image: bool = True
+    train: bool = False
+
+    def __call__(self, carry, mask):
+        """Applies the block to `carry` (see the class docstring); returns (carry, None)."""
+        if self.share_image:
+            x_image, x_text = carry
+            x_image, x_text, _, _ = self.shared_image(x_image, x_text, mask, train=self.train)
+            return (x_image, x_text), None
+        x, _ = super().__call__(carry, mask=mask, train=self.train)
+        return x, None
+
+
 class MultimodalEncoder(nn.Module):
     """Single-stream transformer over image tokens and the tokens of Q questions per image.
 
@@ -172,6 +193,9 @@ class MultimodalEncoder(nn.Module):
       dropout_rate: residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
       share_image: encode each image once for all its questions (see above).
+      remat: recompute each block's activations in the backward pass (`nn.remat`).
+      scan_layers: one `nn.scan` over the blocks, parameters stacked under `blocks` (one
+        compiled block for any depth). Neither can return attention weights.
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -182,8 +206,37 @@ class MultimodalEncoder(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     share_image: bool = True
+    remat: bool = False
+    scan_layers: bool = False
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
+
+    def _layers(self, carry, mask, train: bool):
+        """The blocks through `FusionLayer`, rematerialised and/or scanned."""
+        layer = nn.remat(FusionLayer) if self.remat else FusionLayer
+        kw = dict(
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            share_image=self.share_image,
+            train=train,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        if self.scan_layers:
+            scanned = nn.scan(
+                layer,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=nn.broadcast,
+                length=self.depth,
+            )
+            carry, _ = scanned(**kw, name="blocks")(carry, mask)
+            return carry
+        for i in range(self.depth):
+            carry, _ = layer(**kw, name=f"block_{i}")(carry, mask)
+        return carry
 
     @nn.compact
     def __call__(
@@ -224,24 +277,32 @@ class MultimodalEncoder(nn.Module):
             mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
 
         image_attention, text_attention = {}, {}
-        for i in range(self.depth):
-            block = SharedImageBlock(
-                num_heads=self.num_heads,
-                mlp_dim=self.mlp_dim,
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"block_{i}",
-            )
+        if self.remat or self.scan_layers:
+            if return_attention:
+                raise ValueError("return_attention needs remat=False and scan_layers=False")
             if self.share_image:
-                x_image, x_text, w_image, w_text = block.shared_image(
-                    x_image, x_text, text_mask, train=train, return_weights=return_attention
-                )
+                x_image, x_text = self._layers((x_image, x_text), text_mask, train)
             else:
-                x, w = block(x, mask=mask, train=train, return_weights=return_attention)
-                w_image, w_text = (None, None) if w is None else (w[..., :n, :], w[..., n:, :])
-            image_attention[f"block_{i}"], text_attention[f"block_{i}"] = w_image, w_text
+                x = self._layers(x, mask, train)
+        else:
+            for i in range(self.depth):
+                block = SharedImageBlock(
+                    num_heads=self.num_heads,
+                    mlp_dim=self.mlp_dim,
+                    dropout_rate=self.dropout_rate,
+                    attention_dropout_rate=self.attention_dropout_rate,
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
+                    name=f"block_{i}",
+                )
+                if self.share_image:
+                    x_image, x_text, w_image, w_text = block.shared_image(
+                        x_image, x_text, text_mask, train=train, return_weights=return_attention
+                    )
+                else:
+                    x, w = block(x, mask=mask, train=train, return_weights=return_attention)
+                    w_image, w_text = (None, None) if w is None else (w[..., :n, :], w[..., n:, :])
+                image_attention[f"block_{i}"], text_attention[f"block_{i}"] = w_image, w_text
 
         norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")
         if self.share_image:

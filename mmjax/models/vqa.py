@@ -50,6 +50,9 @@ class VQATransformer(nn.Module):
       question_depth: text-only encoder blocks before pooling, for question_fusion="pooled".
       condition_image: give each question its own image tokens, shifted by a projection of the
         pooled question (needs question_fusion="pooled"); costs Q times the image stream.
+      remat: recompute the fusion blocks' activations in the backward pass (less memory).
+      scan_layers: run the fusion blocks as one `nn.scan` (parameters stacked under
+        "fusion/blocks"; compiles once for any depth).
       head: "question_token": the answer MLP reads each question's fused token; "token_pairs":
         an MLP g runs on every (image token, question token) pair, its outputs are summed over
         the image tokens and the answer MLP reads the sum (the readout of a relation network,
@@ -80,6 +83,8 @@ class VQATransformer(nn.Module):
     question_fusion: str = "tokens"
     question_depth: int = 0
     condition_image: bool = False
+    remat: bool = False
+    scan_layers: bool = False
     head: str = "question_token"
     head_dim: int | None = None
     dtype: DType = jnp.float32
@@ -194,6 +199,8 @@ class VQATransformer(nn.Module):
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
             share_image=self.share_image,
+            remat=self.remat,
+            scan_layers=self.scan_layers,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="fusion",

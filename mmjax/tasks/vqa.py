@@ -27,12 +27,15 @@ class VQATask:
         self.data_config = config.data
         self.max_len = config.data.max_question_len
         self._encoded: dict[bytes, np.ndarray] = {}
+        model = config.model.to_dict()
         try:
+            # "bfloat16": bf16 activations and matmuls; parameters and optimizer state stay f32.
+            model["dtype"] = jnp.dtype(model.get("dtype", "float32"))
             self.model = VQATransformer(
                 num_answers=len(sort_of_clevr.ANSWERS),
                 vocab_size=self.tokenizer.vocab_size,
                 max_question_len=self.max_len,
-                **config.model.to_dict(),
+                **model,
             )
         except TypeError as error:
             raise ConfigError(f"config.model: {error}") from None

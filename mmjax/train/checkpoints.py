@@ -1,8 +1,8 @@
 """Orbax checkpoints of the train state and the data iterator state, in workdir/checkpoints.
 
 Each step's checkpoint is a directory `<step>/` with `state/` (arrays, written by every
-process for its own shards) and `data/` (the grain iterator state of process 0 as JSON;
-per-process states are stored under their process index). Orbax writes into a temporary
+process for its own shards) and `data/` (each process's grain iterator state as JSON,
+`process_<i>-of-<n>.json`, through grain's orbax handler). Orbax writes into a temporary
 directory and renames it when the save is complete, so an unfinished save never looks
 finished. A checkpoint that cannot be read back is moved aside to `unreadable_<step>/` (never
 deleted) and the next older one is used. Nothing is loaded with pickle.
@@ -10,12 +10,40 @@ deleted) and the next older one is used. Nothing is loaded with pickle.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+from mmjax.config_utils import ConfigError
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of a workdir can be read."""
+
+
+class _IteratorState:
+    """An iterator state captured at save time, in the form grain's orbax handler stores.
+
+    The handler calls get_state() when it writes, which may be after the loop has moved on;
+    a snapshot keeps the state of the saved step.
+    """
+
+    def __init__(self, state: dict | None = None):
+        self.state = state
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.state).encode()
+
+    def set_state(self, state: bytes) -> None:
+        self.state = json.loads(state)
+
+    def start_prefetch(self) -> None:
+        pass
 
 
 class Checkpointer:
@@ -30,11 +58,11 @@ class Checkpointer:
 
     def save(self, step: int, state, data_state: dict, force: bool = False) -> None:
         """Starts an asynchronous save of `state` and the iterator state at `step`."""
-        data = {f"process_{jax.process_index()}": data_state}
         self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data)
+                state=ocp.args.StandardSave(state),
+                data=grain.checkpoint.CheckpointSave(_IteratorState(data_state)),
             ),
             force=force,
         )
@@ -47,39 +75,71 @@ class Checkpointer:
         """The steps with a finished checkpoint, ascending."""
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, abstract_state=None):
+    def restore_latest(self, abstract_state=None, with_data: bool = True):
         """Returns (step, state, data_state) from the newest readable checkpoint, or None.
 
-        `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings (None: the arrays
-        as saved). A checkpoint that fails to load is moved aside, with a warning naming it
-        and the one used instead.
+        `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings (None: the saved
+        arrays on this process's first device). Without `with_data` only the train state is
+        read (data_state is None), for tools that need the parameters in any number of
+        processes. When a checkpoint fails to load and an older one loads, each failed one is
+        moved aside to `unreadable_<step>/` with a warning naming it and the step used. When
+        none loads, nothing is moved and CheckpointError names the newest and its error.
         """
         steps = self.steps()
-        for position, step in enumerate(reversed(steps)):
+        failed = []
+        for step in reversed(steps):
+            items = {"state": ocp.args.StandardRestore(self._target(step, abstract_state))}
+            if with_data:
+                self._check_process_count(step)
+                items["data"] = grain.checkpoint.CheckpointRestore(_IteratorState())
             try:
-                restored = self.manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state),
-                        data=ocp.args.JsonRestore(),
-                    ),
-                )
+                restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as error:  # noqa: BLE001 - any damage means: try an older one
-                older = steps[-position - 2] if position + 1 < len(steps) else None
-                aside = self._move_aside(step)
-                logging.warning(
-                    "checkpoint at step %d is unreadable (%s: %s); moved it to %s and falling "
-                    "back to %s",
-                    step,
-                    type(error).__name__,
-                    str(error).splitlines()[0][:300] if str(error) else "",
-                    aside,
-                    f"step {older}" if older is not None else "a fresh start",
-                )
+                detail = str(error).splitlines()[0][:300] if str(error) else ""
+                failed.append((step, f"{type(error).__name__}: {detail}"))
                 continue
-            data = restored["data"].get(f"process_{jax.process_index()}")
+            for bad, reason in failed:
+                logging.warning(
+                    "checkpoint at step %d is unreadable (%s); moved it to %s and falling back "
+                    "to step %d",
+                    bad,
+                    reason,
+                    self._move_aside(bad),
+                    step,
+                )
+            data = restored["data"].state if with_data else None
             return step, restored["state"], data
+        if failed:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} could be read; the newest, step "
+                f"{failed[0][0]}, failed with {failed[0][1]}. Nothing was moved or deleted; "
+                "use a new --workdir to start fresh"
+            )
         return None
+
+    def _target(self, step: int, abstract_state):
+        """`abstract_state`, or the saved shapes and dtypes on this process's first device."""
+        if abstract_state is not None:
+            return abstract_state
+        try:
+            metadata = self.manager.item_metadata(step)["state"]
+        except Exception:  # noqa: BLE001 - unreadable metadata: let restore report the damage
+            return None
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata
+        )
+
+    def _check_process_count(self, step: int) -> None:
+        """Refuses to resume data iterators saved by another number of processes."""
+        data_dir = os.path.join(self.directory, str(step), "data")
+        names = os.listdir(data_dir) if os.path.isdir(data_dir) else []
+        counts = {n.rsplit("-of-", 1)[1].removesuffix(".json") for n in names if "-of-" in n}
+        if counts and str(jax.process_count()) not in counts:
+            raise ConfigError(
+                f"the checkpoint at step {step} was written by {counts.pop()} processes and "
+                f"this run has {jax.process_count()}; resume with the same number of processes"
+            )
 
     def _move_aside(self, step: int) -> str:
         """Renames the checkpoint of `step` so a new save of that step cannot collide with it."""

@@ -1,6 +1,25 @@
-"""Device mesh and shardings: jit with NamedSharding over a Mesh is the only parallel path."""
+"""Device mesh and shardings: jit with NamedSharding over a Mesh is the only parallel path.
+
+The mesh has named axes from `config.mesh` (`data`, `fsdp`, optionally `model`). The batch is
+split over `data` and `fsdp` together. Parameters and optimizer state are placed by
+`config.sharding.rules`, a list of (regex, rule) pairs matched against each leaf's path
+("params/fusion/block_0/mlp/fc1/kernel", "opt_state/1/0/mu/fusion/..."; the first match wins):
+
+  "replicate"           a full copy on every device;
+  "fsdp"                split the largest dimension that the `fsdp` axis divides, for leaves of
+                        at least `config.sharding.fsdp_min_size` elements (smaller ones, and
+                        ones with no divisible dimension, stay replicated);
+  (None, "model"), ...  an explicit PartitionSpec, one entry (axis name, tuple of names or
+                        None) per dimension.
+
+Leaves no rule matches are replicated (data parallel), or FSDP-split when
+`config.sharding.fsdp` is set.
+"""
 
 from __future__ import annotations
+
+import math
+import re
 
 import jax
 import numpy as np
@@ -8,7 +27,15 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from mmjax.config_utils import ConfigError
 
-BATCH_AXES = ("data",)
+BATCH_AXES = ("data", "fsdp")
+
+
+def resolve_mesh_config(mesh_config, fsdp: bool) -> dict[str, int]:
+    """`config.mesh` as a dict; with `fsdp` and the default data=-1, fsdp=1 it swaps the two."""
+    sizes = {name: int(size) for name, size in mesh_config.items()}
+    if fsdp and sizes.get("data") == -1 and sizes.get("fsdp", 1) == 1:
+        sizes.update(data=1, fsdp=-1)
+    return sizes
 
 
 def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
@@ -21,16 +48,18 @@ def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
     sizes = [int(mesh_config[n]) for n in names]
     if sizes.count(-1) > 1:
         raise ConfigError(f"mesh {dict(zip(names, sizes))}: at most one axis may be -1")
-    known = int(np.prod([s for s in sizes if s != -1]))
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"mesh {dict(zip(names, sizes))}: sizes must be positive or -1")
+    known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
-        if known == 0 or len(devices) % known:
+        if len(devices) % known:
             raise ConfigError(
                 f"mesh {dict(zip(names, sizes))} does not divide {len(devices)} devices"
             )
         sizes[sizes.index(-1)] = len(devices) // known
-    if int(np.prod(sizes)) != len(devices):
+    if math.prod(sizes) != len(devices):
         raise ConfigError(
-            f"mesh {dict(zip(names, sizes))} needs {int(np.prod(sizes))} devices, "
+            f"mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, "
             f"but {len(devices)} are available"
         )
     return jax.make_mesh(
@@ -40,12 +69,17 @@ def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
 
 def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
     """Number of shards the batch dimension is split into."""
-    return int(np.prod([mesh.shape[a] for a in BATCH_AXES if a in mesh.shape]))
+    return math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.shape)
+
+
+def batch_axes(mesh: jax.sharding.Mesh) -> tuple[str, ...]:
+    """The mesh axes the batch dimension is split over."""
+    return tuple(a for a in BATCH_AXES if a in mesh.shape)
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     """Leading (batch) dimension split over the data axes, the rest replicated."""
-    return NamedSharding(mesh, PartitionSpec(tuple(a for a in BATCH_AXES if a in mesh.shape)))
+    return NamedSharding(mesh, PartitionSpec(batch_axes(mesh)))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -59,3 +93,85 @@ def global_batch(local_batch: dict, mesh: jax.sharding.Mesh) -> dict:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )
+
+
+def path_name(path) -> str:
+    """'a/b/0/c' for a pytree key path."""
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def fsdp_spec(shape: tuple[int, ...], axis_size: int, min_size: int) -> PartitionSpec:
+    """Splits the largest dimension of `shape` that `axis_size` divides over "fsdp"."""
+    if axis_size == 1 or math.prod(shape) < min_size:
+        return PartitionSpec()
+    candidates = [d for d in np.argsort(shape)[::-1] if shape[d] % axis_size == 0]
+    if not candidates:
+        return PartitionSpec()
+    spec = [None] * len(shape)
+    spec[int(candidates[0])] = "fsdp"
+    return PartitionSpec(*spec)
+
+
+def _explicit_spec(name, shape, rule, mesh) -> PartitionSpec:
+    entries = tuple(rule)
+    if len(entries) != len(shape):
+        raise ConfigError(
+            f"sharding rule {rule!r} for {name} has {len(entries)} entries, "
+            f"but the array has shape {tuple(shape)}"
+        )
+    for size, axes in zip(shape, entries):
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        for axis in axes:
+            if axis not in mesh.shape:
+                raise ConfigError(f"sharding rule {rule!r} for {name}: no mesh axis {axis!r}")
+        split = math.prod(mesh.shape[a] for a in axes)
+        if size % split:
+            raise ConfigError(
+                f"sharding rule {rule!r} cannot shard {name} of shape {tuple(shape)}: "
+                f"dimension {size} does not divide over {split} devices of {axes}"
+            )
+    return PartitionSpec(*[tuple(e) if isinstance(e, list) else e for e in entries])
+
+
+def leaf_spec(name: str, shape, rules, mesh, fsdp: bool, fsdp_min_size: int) -> PartitionSpec:
+    """The PartitionSpec of the leaf `name` of `shape` under `rules` (see module docstring)."""
+    fsdp_size = mesh.shape.get("fsdp", 1)
+    for pattern, rule in rules:
+        if re.search(pattern, name):
+            if rule == "replicate":
+                return PartitionSpec()
+            if rule == "fsdp":
+                return fsdp_spec(tuple(shape), fsdp_size, fsdp_min_size)
+            if isinstance(rule, (tuple, list)):
+                return _explicit_spec(name, shape, rule, mesh)
+            raise ConfigError(
+                f"sharding rule {rule!r} for {pattern!r}: use 'replicate', 'fsdp' or a "
+                "PartitionSpec tuple"
+            )
+    if fsdp:
+        return fsdp_spec(tuple(shape), fsdp_size, fsdp_min_size)
+    return PartitionSpec()
+
+
+def tree_shardings(abstract_tree, mesh, sharding_config) -> object:
+    """NamedShardings for every leaf of `abstract_tree` under `config.sharding`."""
+    rules = [tuple(pair) for pair in sharding_config.get("rules", ())]
+    for pair in rules:
+        if len(pair) != 2:
+            raise ConfigError(f"sharding rule {pair!r}: expected a (regex, rule) pair")
+    fsdp = bool(sharding_config.get("fsdp", False))
+    min_size = int(sharding_config.get("fsdp_min_size", 2**14))
+
+    def one(path, leaf):
+        spec = leaf_spec(path_name(path), leaf.shape, rules, mesh, fsdp, min_size)
+        return NamedSharding(mesh, spec)
+
+    return jax.tree_util.tree_map_with_path(one, abstract_tree)

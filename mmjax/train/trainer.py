@@ -53,9 +53,15 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
+def make_mesh(config) -> jax.sharding.Mesh:
+    """The device mesh of `config.mesh` (with `config.sharding.fsdp`, FSDP over all devices)."""
+    fsdp = bool(config.get("sharding", {}).get("fsdp", False))
+    return sharding.make_mesh(sharding.resolve_mesh_config(config.mesh, fsdp))
+
+
 def check_batch_sizes(config, mesh=None) -> None:
     """Raises ConfigError naming the numbers when a batch does not divide over the devices."""
-    mesh = sharding.make_mesh(config.mesh) if mesh is None else mesh
+    mesh = make_mesh(config) if mesh is None else mesh
     shards = sharding.data_parallel_size(mesh)
     sizes = {"batch_size": config.batch_size}
     sizes.update({f"evals.{name}.batch_size": ev.batch_size for name, ev in config.evals.items()})
@@ -65,6 +71,12 @@ def check_batch_sizes(config, mesh=None) -> None:
                 f"{what}={batch_size} does not divide over {shards} data-parallel devices "
                 f"in {jax.process_count()} processes"
             )
+    microbatches = config.get("microbatches", 1)
+    if microbatches < 1 or config.batch_size % (microbatches * shards):
+        raise ConfigError(
+            f"batch_size={config.batch_size} does not split into microbatches={microbatches} "
+            f"micro-batches over {shards} data-parallel devices"
+        )
 
 
 def _scalars(metrics) -> dict[str, float]:
@@ -74,7 +86,7 @@ def _scalars(metrics) -> dict[str, float]:
 def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     """Trains `task` per `config` in `workdir` (resuming if possible); returns final evals."""
     # ---------------------------------------------------------------- mesh and data
-    mesh = sharding.make_mesh(config.mesh)
+    mesh = make_mesh(config)
     check_batch_sizes(config, mesh)
     process, processes = jax.process_index(), jax.process_count()
     local_batch = config.batch_size // processes
@@ -108,22 +120,32 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     rng = jax.random.key_data(jax.random.key(config.seed))
 
     def init_state(rng, batch):
-        params = task.init_params(jax.random.wrap_key_data(rng), batch)
-        zero = jnp.zeros((), jnp.int32)
-        return TrainState(zero, params, optimizer.init(params), rng, zero)
+        return init_train_state(task, optimizer, rng, batch)
 
     abstract = jax.eval_shape(init_state, rng, init_batch)
     replicated = sharding.replicated(mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, abstract)
+    state_sharding = sharding.tree_shardings(abstract, mesh, config.get("sharding", {}))
     abstract = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
     )
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract.params))
-    logging.info("model has %s parameters", f"{num_params:,}")
+    per_device, total = state_bytes(abstract)
+    logging.info(
+        "model has %s parameters; mesh %s; parameters and optimizer state: %.2f MiB per "
+        "device, %.2f MiB in all",
+        f"{num_params:,}",
+        dict(mesh.shape),
+        per_device / 2**20,
+        total / 2**20,
+    )
 
     # ---------------------------------------------------------------- restore
     checkpointer = Checkpointer(f"{workdir}/checkpoints", keep=config.keep_checkpoints)
-    restored = checkpointer.restore_latest(abstract)
+    try:
+        restored = checkpointer.restore_latest(abstract)
+    except BaseException:
+        checkpointer.close()  # its background threads would otherwise outlive the error
+        raise
     if restored is None:
         state = jax.jit(init_state, out_shardings=state_sharding)(rng, init_batch)
         logging.info("starting from step 0")
@@ -137,7 +159,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     schedule = learning_rate_schedule(config.optim, config.total_steps)
     batch_spec = sharding.batch_sharding(mesh)
 
-    train_step = make_train_step(task, optimizer, schedule)
+    train_step = make_train_step(task, optimizer, schedule, config.get("microbatches", 1))
     train_step = jax.jit(
         train_step,
         in_shardings=(state_sharding, batch_spec),
@@ -227,20 +249,64 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     return final
 
 
-def make_train_step(task, optimizer, schedule):
+def init_train_state(task, optimizer, rng, batch) -> TrainState:
+    """The state at step 0: `task`'s initial parameters for `batch`, rng the raw key data."""
+    params = task.init_params(jax.random.wrap_key_data(rng), batch)
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(zero, params, optimizer.init(params), rng, zero)
+
+
+def state_bytes(abstract_state) -> tuple[int, int]:
+    """(bytes on the most loaded device, bytes in all) of a pytree of sharded ShapeDtypeStructs."""
+    per_device = total = 0
+    for leaf in jax.tree.leaves(abstract_state):
+        itemsize = np.dtype(leaf.dtype).itemsize
+        total += int(np.prod(leaf.shape)) * itemsize
+        per_device += int(np.prod(leaf.sharding.shard_shape(leaf.shape))) * itemsize
+    return per_device, total
+
+
+def make_train_step(task, optimizer, schedule, microbatches: int = 1):
     """The train step (state, batch) -> (state, metrics), to be jit-compiled.
+
+    With `microbatches` > 1 the batch [B, ...] is split into that many micro-batches of
+    B / microbatches examples (example i goes to micro-batch i mod microbatches, so each
+    device's rows spread evenly over them), their gradients and metrics are averaged in a
+    `lax.scan`, and one update is applied: the same update as the whole batch at once when the
+    loss is a mean over equally many examples, with the activations of one micro-batch alive.
 
     A step whose loss, gradient norm or update norm is not finite is not applied: parameters
     and optimizer state stay as they were, `state.skipped` counts it, and metrics["finite"] is
     False. So no NaN ever reaches the state, and no checkpoint can hold one; whether the run
     then stops or goes on is the loop's decision (`config.on_nonfinite`).
     """
+    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+
+    def accumulated_grads(params, batch, rng):
+        def split(x):
+            x = x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:])
+            return jnp.swapaxes(x, 0, 1)
+
+        def one(carry, inputs):
+            index, micro = inputs
+            (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, index))
+            carry = jax.tree.map(jnp.add, carry, (loss, metrics, grads))
+            return carry, None
+
+        micro = jax.tree.map(split, batch)
+        zeros = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng)
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), zeros)
+        zeros = (zeros[0][0], zeros[0][1], zeros[1])
+        total, _ = jax.lax.scan(one, zeros, (jnp.arange(microbatches), micro))
+        loss, metrics, grads = jax.tree.map(lambda x: x / microbatches, total)
+        return (loss, metrics), grads
 
     def train_step(state: TrainState, batch):
         step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        (loss, metrics), grads = jax.value_and_grad(task.loss, has_aux=True)(
-            state.params, batch, step_rng
-        )
+        if microbatches > 1:
+            (loss, metrics), grads = accumulated_grads(state.params, batch, step_rng)
+        else:
+            (loss, metrics), grads = grad_fn(state.params, batch, step_rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         grad_norm, update_norm = _global_norm(grads), _global_norm(updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
