@@ -185,9 +185,12 @@ def test_when_no_checkpoint_is_readable_nothing_is_moved_and_the_run_stops(refer
         os.remove(f"{checkpoints}/{step}/state/manifest.ocdbt")
     result = _run(workdir, data_dir)
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"mmjax: checkpoint error: no checkpoint in {checkpoints} could be read")
-    assert "use a new --workdir to start fresh" in last
+    # One line, though orbax's reader threads may print their own tracebacks around it.
+    assert re.search(
+        rf"mmjax: checkpoint error: no checkpoint in {checkpoints} could be read; the newest, "
+        rf"step {STEPS}, failed with .* Nothing was moved or deleted; use a new --workdir",
+        result.stderr,
+    ), result.stderr[-3000:]
     assert sorted(os.listdir(checkpoints)) == steps
 
 

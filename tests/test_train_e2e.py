@@ -71,7 +71,8 @@ def test_config_error_is_one_line_and_leaves_no_workdir(tmp_path):
 
 def test_batch_that_does_not_divide_over_devices_stops_before_anything_is_written(tmp_path):
     workdir = tmp_path / "never"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=3"
+    env = dict(os.environ, XLA_FLAGS=flags)
     cmd = [
         sys.executable,
         "-m",
