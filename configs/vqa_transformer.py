@@ -92,7 +92,9 @@ def get_config(arg=None):
     config.mesh = dict(data=-1, fsdp=1)  # -1: all the devices not used by other axes
     # Parameter and optimizer-state placement: (regex, rule) pairs, rule "replicate", "fsdp" or
     # a PartitionSpec tuple; fsdp=True shards the rest FSDP-style over all devices.
-    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14)
+    # activation_rules: logical activation axis -> mesh axes; None keeps
+    # mmjax.models.partitioning.DEFAULT_RULES (batch over data and fsdp, mlp/heads over model).
+    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
     config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
     config.keep_checkpoints = 3

@@ -22,6 +22,7 @@ import pytest
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
 from mmjax.data import sort_of_clevr
+from mmjax.models import partitioning
 from mmjax.tasks import build_task
 from mmjax.train import sharding
 from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -213,12 +214,20 @@ def _sharded_child(out_path: str) -> None:
         state = jax.jit(
             lambda r, b: init_train_state(task, optimizer, r, b), out_shardings=shardings
         )(rng, batches[0])
+        train_step = make_train_step(task, optimizer, schedule)
+
+        def traced(state, batch, mesh=mesh, train_step=train_step):
+            with partitioning.activation_sharding(mesh):
+                return train_step(state, batch)
+
         step = jax.jit(
-            make_train_step(task, optimizer, schedule),
+            traced,
             in_shardings=(shardings, sharding.batch_sharding(mesh)),
             out_shardings=(shardings, sharding.replicated(mesh)),
             donate_argnums=0,
         )
+        hlo = step.lower(state, sharding.global_batch(batches[0], mesh)).as_text()
+        out[f"{name}/activation_constraints"] = np.asarray(hlo.count("sharding_constraint"))
         losses = []
         for batch in batches:
             state, metrics = step(state, sharding.global_batch(batch, mesh))
@@ -258,6 +267,13 @@ def test_eight_devices_give_the_one_device_losses_and_parameters(sharded_runs, n
         np.testing.assert_allclose(
             runs[f"{name}/params/{key}"], runs[f"one/params/{key}"], rtol=1e-4, atol=1e-5
         )
+
+
+def test_activations_carry_logical_sharding_constraints(sharded_runs):
+    # "batch" maps to (data, fsdp): constrained on 8 devices, not on one (axes of size 1).
+    assert sharded_runs["data_parallel/activation_constraints"] > 10
+    assert sharded_runs["fsdp/activation_constraints"] > 10
+    assert sharded_runs["one/activation_constraints"] == 0
 
 
 def test_fsdp_really_shards_the_large_parameters(sharded_runs):

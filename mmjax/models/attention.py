@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax.models.partitioning import constrain
+
 Array = jax.Array
 DType = Any
 
@@ -257,7 +259,10 @@ class MultiHeadAttention(nn.Module):
         pattern (e.g. one set of image keys shared by many text queries).
         """
         inputs_kv = inputs_q if inputs_kv is None else inputs_kv
-        return self.query(inputs_q), self.key(inputs_kv), self.value(inputs_kv)
+        heads = (self.query(inputs_q), self.key(inputs_kv), self.value(inputs_kv))
+        return tuple(
+            constrain(h, ("batch",) + (None,) * (h.ndim - 3) + ("heads", None)) for h in heads
+        )
 
     def project_out(self, heads: Array, width: int | None = None) -> Array:
         """Merge [..., L, H, Dh] heads into [..., L, F] with the output projection.

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.models.attention import MultiHeadAttention
+from mmjax.models.partitioning import constrain
 
 Array = jax.Array
 DType = Any
@@ -45,6 +46,7 @@ class MLP(nn.Module):
             bias_init=nn.initializers.normal(stddev=1e-6),
         )
         y = nn.Dense(self.mlp_dim, name="fc1", **dense)(x)
+        y = constrain(y, ("batch",) + (None,) * (y.ndim - 2) + ("mlp",))
         y = nn.gelu(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
         return nn.Dense(self.out_dim or x.shape[-1], name="fc2", **dense)(y)

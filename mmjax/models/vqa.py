@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from mmjax.models.attention import padding_mask
 from mmjax.models.fusion import MultimodalEncoder
 from mmjax.models.image import ConvStem, PatchStem
+from mmjax.models.partitioning import constrain
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import Encoder
 
@@ -150,7 +151,7 @@ class VQATransformer(nn.Module):
           "image_attention" / "text_attention" dicts of `MultimodalEncoder`.
         """
         text_mask = questions != 0
-        image_tokens = self._stem()(images)
+        image_tokens = constrain(self._stem()(images), ("batch", None, None))
         text_tokens = TextEmbedding(
             self.vocab_size,
             self.width,

@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from mmjax import evaluators
 from mmjax.config_utils import ConfigError
 from mmjax.data import pipeline, sources
+from mmjax.models import partitioning
 from mmjax.train import sharding
 from mmjax.train.checkpoints import Checkpointer
 from mmjax.train.metric_writers import MetricWriter
@@ -159,15 +160,26 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     schedule = learning_rate_schedule(config.optim, config.total_steps)
     batch_spec = sharding.batch_sharding(mesh)
 
+    rules = config.get("sharding", {}).get("activation_rules", None)
+
+    def traced_with_activation_sharding(fn):
+        def traced(*args):
+            with partitioning.activation_sharding(mesh, rules):
+                return fn(*args)
+
+        return traced
+
     train_step = make_train_step(task, optimizer, schedule, config.get("microbatches", 1))
     train_step = jax.jit(
-        train_step,
+        traced_with_activation_sharding(train_step),
         in_shardings=(state_sharding, batch_spec),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
     predict = jax.jit(
-        task.predict, in_shardings=(state_sharding.params, batch_spec), out_shardings=batch_spec
+        traced_with_activation_sharding(task.predict),
+        in_shardings=(state_sharding.params, batch_spec),
+        out_shardings=batch_spec,
     )
 
     # ---------------------------------------------------------------- the loop
