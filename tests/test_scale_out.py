@@ -122,9 +122,9 @@ def _one_step(task, batch, microbatches):
     return step(state, batch)
 
 
-def test_four_micro_batches_of_2_equal_one_batch_of_8():
+def test_four_micro_batches_of_8_equal_one_batch_of_32():
     task = _task()
-    (batch,) = _batches(task, 1, 8)
+    (batch,) = _batches(task, 1, 32)
     whole, whole_metrics = _one_step(task, batch, 1)
     accumulated, accumulated_metrics = _one_step(task, batch, 4)
     np.testing.assert_allclose(accumulated_metrics["loss"], whole_metrics["loss"], rtol=1e-5)
