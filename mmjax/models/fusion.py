@@ -211,19 +211,20 @@ class MultimodalEncoder(nn.Module):
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
-    def _layers(self, carry, mask, train: bool):
-        """The blocks through `FusionLayer`, rematerialised and/or scanned."""
-        layer = nn.remat(FusionLayer) if self.remat else FusionLayer
-        kw = dict(
+    def _block_kwargs(self) -> dict[str, Any]:
+        return dict(
             num_heads=self.num_heads,
             mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
-            share_image=self.share_image,
-            train=train,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
+
+    def _layers(self, carry, mask, train: bool):
+        """The blocks through `FusionLayer`, rematerialised and/or scanned."""
+        layer = nn.remat(FusionLayer) if self.remat else FusionLayer
+        kw = dict(self._block_kwargs(), share_image=self.share_image, train=train)
         if self.scan_layers:
             scanned = nn.scan(
                 layer,
@@ -286,15 +287,7 @@ class MultimodalEncoder(nn.Module):
                 x = self._layers(x, mask, train)
         else:
             for i in range(self.depth):
-                block = SharedImageBlock(
-                    num_heads=self.num_heads,
-                    mlp_dim=self.mlp_dim,
-                    dropout_rate=self.dropout_rate,
-                    attention_dropout_rate=self.attention_dropout_rate,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
-                    name=f"block_{i}",
-                )
+                block = SharedImageBlock(**self._block_kwargs(), name=f"block_{i}")
                 if self.share_image:
                     x_image, x_text, w_image, w_text = block.shared_image(
                         x_image, x_text, text_mask, train=train, return_weights=return_attention
