@@ -234,7 +234,7 @@ def _sharded_child(out_path: str) -> None:
             losses.append(float(metrics["loss"]))
         out[f"{name}/losses"] = np.asarray(losses)
         for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
-            key = sharding.path_name(path)
+            key = jax.tree_util.keystr(path, simple=True, separator="/")
             out[f"{name}/params/{key}"] = np.asarray(leaf)
             shard_shape = leaf.addressable_shards[0].data.shape
             out[f"{name}/shard_fraction/{key}"] = np.prod(shard_shape) / max(1, leaf.size)

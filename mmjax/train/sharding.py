@@ -69,7 +69,7 @@ def make_mesh(mesh_config, devices=None) -> jax.sharding.Mesh:
 
 def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
     """Number of shards the batch dimension is split into."""
-    return math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.shape)
+    return math.prod(mesh.shape[a] for a in batch_axes(mesh))
 
 
 def batch_axes(mesh: jax.sharding.Mesh) -> tuple[str, ...]:
@@ -93,19 +93,6 @@ def global_batch(local_batch: dict, mesh: jax.sharding.Mesh) -> dict:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )
-
-
-def path_name(path) -> str:
-    """'a/b/0/c' for a pytree key path."""
-    parts = []
-    for key in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
 
 
 def fsdp_spec(shape: tuple[int, ...], axis_size: int, min_size: int) -> PartitionSpec:
@@ -171,7 +158,8 @@ def tree_shardings(abstract_tree, mesh, sharding_config) -> object:
     min_size = int(sharding_config.get("fsdp_min_size", 2**14))
 
     def one(path, leaf):
-        spec = leaf_spec(path_name(path), leaf.shape, rules, mesh, fsdp, min_size)
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        spec = leaf_spec(name, leaf.shape, rules, mesh, fsdp, min_size)
         return NamedSharding(mesh, spec)
 
     return jax.tree_util.tree_map_with_path(one, abstract_tree)

@@ -20,6 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.experimental import multihost_utils
 
 from mmjax import evaluators
@@ -211,10 +212,11 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     step = int(state.step)
     total = config.total_steps
     progress = Progress(total, config.batch_size, start_step=step)
-    last_saved = checkpointer.steps()[-1] if checkpointer.steps() else None
+    last_saved = (checkpointer.steps() or [None])[-1]
+    skip_nonfinite = config.get("on_nonfinite", "stop") == "skip"
 
     def check_finite(at_step: int, metrics) -> None:
-        if config.get("on_nonfinite", "stop") == "skip" or bool(metrics["finite"]):
+        if skip_nonfinite or bool(metrics["finite"]):
             return
         values = _scalars({k: metrics[k] for k in ("loss", "grad_norm", "update_norm")})
         raise FloatingPointError(
@@ -299,19 +301,17 @@ def make_train_step(task, optimizer, schedule, microbatches: int = 1):
             x = x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:])
             return jnp.swapaxes(x, 0, 1)
 
-        def one(carry, inputs):
+        def one(total, inputs):
             index, micro = inputs
-            (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, index))
-            carry = jax.tree.map(jnp.add, carry, (loss, metrics, grads))
-            return carry, None
+            out = grad_fn(params, micro, jax.random.fold_in(rng, index))
+            return jax.tree.map(jnp.add, total, out), None
 
         micro = jax.tree.map(split, batch)
         zeros = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), rng)
-        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), zeros)
-        zeros = (zeros[0][0], zeros[0][1], zeros[1])
-        total, _ = jax.lax.scan(one, zeros, (jnp.arange(microbatches), micro))
-        loss, metrics, grads = jax.tree.map(lambda x: x / microbatches, total)
-        return (loss, metrics), grads
+        total, _ = jax.lax.scan(
+            one, jax.tree.map(jnp.zeros_like, zeros), (jnp.arange(microbatches), micro)
+        )
+        return jax.tree.map(lambda x: x / microbatches, total)
 
     def train_step(state: TrainState, batch):
         step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -320,7 +320,7 @@ def make_train_step(task, optimizer, schedule, microbatches: int = 1):
         else:
             (loss, metrics), grads = grad_fn(state.params, batch, step_rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        grad_norm, update_norm = _global_norm(grads), _global_norm(updates)
+        grad_norm, update_norm = optax.tree.norm(grads), optax.tree.norm(updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
 
         def if_finite(new, old):
@@ -339,10 +339,6 @@ def make_train_step(task, optimizer, schedule, microbatches: int = 1):
         return new_state, metrics
 
     return train_step
-
-
-def _global_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
 def _to_host(tree):
