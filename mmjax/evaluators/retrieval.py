@@ -1,0 +1,229 @@
+"""Image-text retrieval: Recall@K in both directions over a whole test split.
+
+Scores are dot products of the embeddings (cosine similarities when they are L2-normalised;
+`RetrievalEvaluator` normalises by default). Each image may own several captions: caption t
+belongs to image `text_image_ids[t]`.
+
+  image->text (i2t): for each image that owns at least one caption, a hit at K when one of its
+      captions is among the K best-scored captions;
+  text->image (t2i): for each caption, a hit at K when its image is among the K best-scored
+      images.
+
+Ties are pessimistic: a wrong candidate scored exactly equal to the right one counts as ranked
+above it. The rank of the right answer is the number of wrong candidates scored >= it (for
+i2t, >= the best of the image's captions), and a query hits at K when that rank is < K. So a
+model that gives every candidate the same score gets Recall@K = 0 (while K < the number of wrong
+candidates), never credit for an arbitrary tie-break. Images with no caption are candidates for
+t2i but are not i2t queries.
+
+Similarities are computed `chunk_size` queries at a time ([chunk_size, N] scores), so the full
+[N_images, N_texts] matrix is never held when the split is large. The result does not depend on
+the chunk size, up to the matmul's float rounding of individual scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _chunks(n: int, chunk_size: int):
+    for start in range(0, n, chunk_size):
+        yield start, min(n, start + chunk_size)
+
+
+def _check(image_emb, text_emb, text_image_ids, ks, chunk_size):
+    if image_emb.ndim != 2 or text_emb.ndim != 2 or image_emb.shape[1] != text_emb.shape[1]:
+        raise ValueError(
+            f"recall_at_k: expected image [Ni, D] and text [Nt, D] embeddings, got "
+            f"{image_emb.shape} and {text_emb.shape}"
+        )
+    if text_image_ids.shape != (text_emb.shape[0],):
+        raise ValueError(
+            f"recall_at_k: text_image_ids has shape {text_image_ids.shape}, expected "
+            f"({text_emb.shape[0]},)"
+        )
+    if text_image_ids.size and (
+        text_image_ids.min() < 0 or text_image_ids.max() >= image_emb.shape[0]
+    ):
+        raise ValueError(f"recall_at_k: text_image_ids must lie in [0, {image_emb.shape[0]})")
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"recall_at_k: ks must be positive integers, got {tuple(ks)}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"recall_at_k: chunk_size must be positive, got {chunk_size}")
+
+
+def image_to_text_ranks(
+    image_emb: np.ndarray, text_emb: np.ndarray, text_image_ids: np.ndarray, chunk_size: int
+) -> np.ndarray:
+    """Pessimistic rank of each image's best caption, [Ni] int (-1 for captionless images).
+
+    Args:
+      image_emb: [Ni, D] image embeddings.
+      text_emb: [Nt, D] caption embeddings.
+      text_image_ids: [Nt] int, the image each caption belongs to.
+      chunk_size: number of image queries scored at a time.
+
+    Returns:
+      [Ni] the number of other images' captions scored >= the image's best caption.
+    """
+    ranks = np.full(image_emb.shape[0], -1, np.int64)
+    for start, stop in _chunks(image_emb.shape[0], chunk_size):
+        scores = image_emb[start:stop] @ text_emb.T  # [c, Nt]
+        owned = text_image_ids[None, :] == np.arange(start, stop)[:, None]  # [c, Nt]
+        # Any owned caption in the top K is a hit, so the best one decides.
+        best = np.where(owned, scores, -np.inf).max(axis=1, initial=-np.inf)  # [c]
+        wrong_above = np.sum(~owned & (scores >= best[:, None]), axis=1)
+        ranks[start:stop] = np.where(owned.any(axis=1), wrong_above, -1)
+    return ranks
+
+
+def text_to_image_ranks(
+    image_emb: np.ndarray, text_emb: np.ndarray, text_image_ids: np.ndarray, chunk_size: int
+) -> np.ndarray:
+    """Pessimistic rank of each caption's image, [Nt] int.
+
+    Args:
+      image_emb: [Ni, D] image embeddings.
+      text_emb: [Nt, D] caption embeddings.
+      text_image_ids: [Nt] int, the image each caption belongs to.
+      chunk_size: number of caption queries scored at a time.
+
+    Returns:
+      [Nt] the number of other images scored >= the caption's own image.
+    """
+    ranks = np.zeros(text_emb.shape[0], np.int64)
+    for start, stop in _chunks(text_emb.shape[0], chunk_size):
+        scores = text_emb[start:stop] @ image_emb.T  # [c, Ni]
+        ids = text_image_ids[start:stop]
+        right = scores[np.arange(stop - start), ids]  # [c]
+        wrong = np.arange(image_emb.shape[0])[None, :] != ids[:, None]
+        ranks[start:stop] = np.sum(wrong & (scores >= right[:, None]), axis=1)
+    return ranks
+
+
+def _chance_any_of(num_candidates: int, num_right: np.ndarray, k: int) -> np.ndarray:
+    """P(at least one of m right candidates in the top k of a uniformly random order of N).
+
+    1 - C(N - m, k) / C(N, k) = 1 - prod_{j<k} (N - m - j) / (N - j); K / N when m = 1.
+    """
+    j = np.arange(min(k, num_candidates))
+    miss = np.prod(
+        np.clip((num_candidates - num_right[:, None] - j) / (num_candidates - j), 0, None), axis=1
+    )
+    return 1 - miss
+
+
+def recall_at_k(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    text_image_ids: np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    chunk_size: int = 1024,
+) -> dict[str, float]:
+    """Recall@K for image->text and text->image retrieval, with pessimistic ties.
+
+    Args:
+      image_emb: [Ni, D] image embeddings (normalise them first for cosine similarity).
+      text_emb: [Nt, D] caption embeddings.
+      text_image_ids: [Nt] int in [0, Ni), the image each caption belongs to.
+      ks: the cut-offs K.
+      chunk_size: number of queries scored at a time (bounds memory to chunk_size x N scores).
+
+    Returns:
+      For each K: "i2t_r{K}" and "t2i_r{K}" (fractions of queries that hit), and the expected
+      recall of a uniformly random ranking, "i2t_chance_r{K}" (mean over image queries of
+      1 - C(Nt - m, K) / C(Nt, K) for an image with m captions, i.e. K / Nt with one caption)
+      and "t2i_chance_r{K}" (K / Ni); plus "i2t_queries" and "t2i_queries", the query counts.
+      Recalls are NaN when there are no queries.
+    """
+    image_emb = np.asarray(image_emb)
+    text_emb = np.asarray(text_emb)
+    text_image_ids = np.asarray(text_image_ids).astype(np.int64)
+    _check(image_emb, text_emb, text_image_ids, ks, chunk_size)
+    chunk_size = int(chunk_size)
+    num_images, num_texts = image_emb.shape[0], text_emb.shape[0]
+    i2t = image_to_text_ranks(image_emb, text_emb, text_image_ids, chunk_size)
+    i2t = i2t[i2t >= 0]  # captionless images are not queries
+    t2i = text_to_image_ranks(image_emb, text_emb, text_image_ids, chunk_size)
+    captions_per_image = np.bincount(text_image_ids, minlength=num_images)
+    captions_per_image = captions_per_image[captions_per_image > 0]
+    nan = float("nan")
+    result = {}
+    for k in ks:
+        k = int(k)
+        result[f"i2t_r{k}"] = float(np.mean(i2t < k)) if i2t.size else nan
+        result[f"t2i_r{k}"] = float(np.mean(t2i < k)) if t2i.size else nan
+        result[f"i2t_chance_r{k}"] = (
+            float(np.mean(_chance_any_of(num_texts, captions_per_image, k))) if i2t.size else nan
+        )
+        result[f"t2i_chance_r{k}"] = min(1.0, k / num_images) if num_images else nan
+    result["i2t_queries"] = float(i2t.size)
+    result["t2i_queries"] = float(t2i.size)
+    return result
+
+
+class RetrievalEvaluator:
+    """Accumulates image and caption embeddings over padded eval batches, then scores Recall@K.
+
+    Each (batch, predictions) pair holds `_mask` [B] in the batch (real rows), and in the
+    predictions `image_key` [B, D] and `text_key` [B, R, D] (R caption slots per image; [B, D]
+    means one caption each). The valid caption slots are `text_mask_key` [B, R] (bool), looked
+    up in the predictions, then in the batch; when absent every slot is valid. Image i of the
+    split is the i-th real row seen; its valid captions belong to it.
+
+    Metrics: see `recall_at_k` (i2t_r{K}, t2i_r{K}, their chance levels, query counts).
+    """
+
+    def __init__(
+        self,
+        ks: Sequence[int] = (1, 5, 10),
+        chunk_size: int = 1024,
+        image_key: str = "image_embedding",
+        text_key: str = "text_embedding",
+        text_mask_key: str = "text_mask",
+        normalize: bool = True,
+    ):
+        self.ks = tuple(int(k) for k in ks)
+        self.chunk_size = int(chunk_size)
+        self.image_key = image_key
+        self.text_key = text_key
+        self.text_mask_key = text_mask_key
+        self.normalize = normalize
+
+    def evaluate(self, batches) -> dict[str, float]:
+        """Scores an iterable of (batch, predictions) pairs of host NumPy dicts."""
+        images, texts, text_ids = [], [], []
+        num_images = 0
+        for batch, predicted in batches:
+            mask = np.asarray(batch["_mask"], bool)
+            image = np.asarray(predicted[self.image_key])[mask]  # [b, D]
+            text = np.asarray(predicted[self.text_key])
+            if text.ndim == 2:
+                text = text[:, None, :]
+            text = text[mask]  # [b, R, D]
+            if self.text_mask_key in predicted:
+                valid = np.asarray(predicted[self.text_mask_key], bool)[mask]
+            elif self.text_mask_key in batch:
+                valid = np.asarray(batch[self.text_mask_key], bool)[mask]
+            else:
+                valid = np.ones(text.shape[:2], bool)
+            owner = np.broadcast_to(num_images + np.arange(image.shape[0])[:, None], valid.shape)
+            images.append(image)
+            texts.append(text[valid])
+            text_ids.append(owner[valid])
+            num_images += image.shape[0]
+        if not images:
+            raise ValueError("RetrievalEvaluator: no batches to evaluate")
+        image_emb = np.concatenate(images).astype(np.float32)
+        text_emb = np.concatenate(texts).astype(np.float32)
+        if self.normalize:
+            image_emb = _l2_normalize(image_emb)
+            text_emb = _l2_normalize(text_emb)
+        return recall_at_k(image_emb, text_emb, np.concatenate(text_ids), self.ks, self.chunk_size)
+
+
+def _l2_normalize(x: np.ndarray) -> np.ndarray:
+    # The epsilon keeps an all-zero embedding at zero rather than NaN.
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
