@@ -22,8 +22,12 @@ setup(
         "numpy>=2.0,<3",
         "tensorboardX>=2.6,<3",
         "tqdm>=4.66,<5",
+        "sentencepiece>=0.2.0,<0.3",  # tested with 0.2.0 and 0.2.3
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "ruff>=0.17,<0.18"],
+        # Caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D); PTB tokenization and METEOR also
+        # need a Java runtime (tested with OpenJDK 17), without which they are skipped.
+        "eval": ["pycocoevalcap>=1.2,<1.3"],
+        "test": ["pytest>=8,<10", "ruff>=0.17,<0.18", "pycocoevalcap>=1.2,<1.3"],
     },
 )

@@ -4,9 +4,15 @@ An evaluator is built from the keyword arguments of its config entry (less the k
 trainer reads: type, split, batch_size, every) and scores (batch, predictions) pairs.
 """
 
+from mmjax.evaluators.captioning import CaptionEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator
+from mmjax.evaluators.retrieval import RetrievalEvaluator
 
-EVALUATORS = {"classification": ClassificationEvaluator}
+EVALUATORS = {
+    "captioning": CaptionEvaluator,
+    "classification": ClassificationEvaluator,
+    "retrieval": RetrievalEvaluator,
+}
 
 TRAINER_KEYS = ("type", "split", "batch_size", "every")
 

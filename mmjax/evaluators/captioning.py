@@ -1,0 +1,313 @@
+"""Caption metrics: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D, as the COCO caption evaluation.
+
+The scores come from pycocoevalcap's own scorers (the `eval` extra): Bleu(4) (corpus-level,
+"closest" reference length), Meteor (METEOR 1.5, a Java subprocess), Rouge (ROUGE-L, beta 1.2)
+and Cider. pycocoevalcap's `Cider` *is* CIDEr-D, the variant every captioning paper reports as
+"CIDEr": n-grams 1..4, clipped counts, a Gaussian length penalty (sigma 6) and a factor of 10. Its
+document frequencies come from the references being scored, so a score depends on the whole
+evaluated set (and a set of one image scores 0: every n-gram then has idf log(1/1) = 0).
+
+Text is tokenized as the COCO evaluation does: Stanford PTBTokenizer (Java, the jar shipped in
+pycocoevalcap; lowercased; punctuation tokens dropped), run once over all references and
+candidates through stdin rather than through pycocoevalcap's wrapper, which writes a temporary
+file into its installed package directory. Without Java (`java=False`, or `java=None` and no
+`java` on the PATH) one warning says so, a Python tokenizer stands in (`simple_tokenize`: close
+to PTB on plain captions, not identical on clitics such as "don't") and METEOR is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import warnings
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+BLEU_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
+METRIC_KEYS = BLEU_KEYS + ("meteor", "rouge_l", "cider_d")
+
+_WORD_RE = re.compile(r"\w+(?:-\w+)*|'\w+")
+_warned_no_java = False
+
+
+def simple_tokenize(text: str) -> str:
+    """Lowercases `text` and keeps its words, dropping punctuation; joined by single spaces.
+
+    Hyphenated words stay whole ("red-ish") and clitics split off ("dog's" -> "dog 's"), as in
+    PTB tokenization.
+    """
+    return " ".join(_WORD_RE.findall(text.lower()))
+
+
+def java_available() -> bool:
+    """Whether a `java` executable is on the PATH."""
+    return shutil.which("java") is not None
+
+
+def _require_pycocoevalcap() -> None:
+    try:
+        import pycocoevalcap  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "caption metrics need pycocoevalcap: pip install -e '.[eval]' (or pycocoevalcap)"
+        ) from None
+
+
+def _ptb_jar_and_punctuation() -> tuple[str, frozenset[str]]:
+    _require_pycocoevalcap()
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    directory = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
+    jar = os.path.join(directory, ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
+    return jar, frozenset(ptbtokenizer.PUNCTUATIONS)
+
+
+def ptb_tokenize(texts: Sequence[str], timeout_s: float = 600.0) -> list[str]:
+    """PTB-tokenizes each text as pycocoevalcap's PTBTokenizer does, in one Java run.
+
+    Lowercased, tokens joined by single spaces, the PTBTokenizer's punctuation tokens removed.
+    Raises RuntimeError when Java fails or does not answer within `timeout_s` seconds.
+    """
+    if not texts:
+        return []
+    jar, punctuation = _ptb_jar_and_punctuation()
+    # One line per text: collapse every kind of whitespace (newlines included) to a space.
+    lines = "".join(" ".join(text.split()) + "\n" for text in texts)
+    command = ["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer"]
+    command += ["-preserveLines", "-lowerCase", "-encoding", "utf-8"]
+    try:
+        done = subprocess.run(
+            command, input=lines.encode(), capture_output=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"PTB tokenization (Java) took over {timeout_s} s") from None
+    out = done.stdout.decode().split("\n")
+    if done.returncode != 0 or len(out) < len(texts):
+        raise RuntimeError(
+            f"PTB tokenization (Java) failed (exit {done.returncode}, {len(out)} lines for "
+            f"{len(texts)} texts): {done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    return [" ".join(w for w in line.split() if w not in punctuation) for line in out[: len(texts)]]
+
+
+def _close_process(process: subprocess.Popen) -> None:
+    for stream in (process.stdin, process.stdout, process.stderr):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:  # a broken pipe when flushing stdin
+            pass
+    process.kill()
+    process.wait()
+
+
+def meteor_score(
+    references: Mapping[Hashable, list[str]],
+    candidates: Mapping[Hashable, list[str]],
+    timeout_s: float = 600.0,
+) -> float:
+    """Corpus METEOR through pycocoevalcap's Meteor on tokenized text (one Java process).
+
+    The process is always closed afterwards, and killed when it does not answer within
+    `timeout_s` seconds (RuntimeError then, as when Java fails).
+    """
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    scorer = Meteor()
+    process = scorer.meteor_p
+    timed_out = threading.Event()
+
+    def stop():
+        timed_out.set()
+        process.kill()
+
+    watchdog = threading.Timer(timeout_s, stop)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        score, _ = scorer.compute_score(dict(references), dict(candidates))
+        return float(score)
+    except (ValueError, OSError) as error:  # no answer (killed / crashed) or a broken pipe
+        process.kill()
+        if timed_out.is_set():
+            raise RuntimeError(f"METEOR (Java) took over {timeout_s} s") from None
+        stderr = process.stderr.read().decode(errors="replace")[-2000:]
+        raise RuntimeError(f"METEOR (Java) failed: {error!r}; {stderr}") from None
+    finally:
+        watchdog.cancel()
+        # Meteor.compute_score leaves its lock held when it raises, and Meteor.__del__ takes
+        # that lock: release it so garbage collection cannot hang.
+        if scorer.lock.locked():
+            scorer.lock.release()
+        _close_process(process)
+
+
+def _warn_no_java() -> None:
+    global _warned_no_java
+    if not _warned_no_java:
+        _warned_no_java = True
+        warnings.warn(
+            "caption metrics without Java (not found, or java=False): PTB tokenization and "
+            "METEOR are skipped; a Python tokenizer stands in, so BLEU/ROUGE-L/CIDEr-D may "
+            "differ slightly from the COCO evaluation",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def caption_metrics(
+    references: Mapping[Hashable, Sequence[str]],
+    candidates: Mapping[Hashable, str],
+    java: bool | None = None,
+) -> dict[str, float]:
+    """Corpus-level caption metrics of one candidate per example against its references.
+
+    Args:
+      references: example key -> its reference captions (at least one each), raw text.
+      candidates: example key -> the generated caption, raw text; the same keys.
+      java: use Java for PTB tokenization and METEOR; None detects it (`java` on the PATH).
+        Without Java a warning is issued once, `simple_tokenize` is used and "meteor" is absent.
+
+    Returns:
+      bleu_1..bleu_4, meteor (with Java), rouge_l, cider_d as floats (BLEU, METEOR and ROUGE-L
+      in [0, 1], CIDEr-D in [0, 10]); NaN each when there are no examples.
+
+    Raises:
+      ValueError: the keys differ, or an example has no reference.
+    """
+    if set(references) != set(candidates):
+        missing = sorted(map(repr, set(references) ^ set(candidates)))[:5]
+        raise ValueError(f"references and candidates have different keys, e.g. {missing}")
+    keys = list(references)
+    for key in keys:
+        if isinstance(references[key], str) or not isinstance(candidates[key], str):
+            raise ValueError(f"example {key!r}: references must be a list of str, candidate a str")
+        if len(references[key]) == 0:
+            raise ValueError(f"example {key!r} has no reference caption")
+    if java is None:
+        java = java_available()
+    if not java:
+        _warn_no_java()
+    names = METRIC_KEYS if java else tuple(k for k in METRIC_KEYS if k != "meteor")
+    if not keys:
+        return {name: float("nan") for name in names}
+
+    texts = [text for key in keys for text in references[key]] + [candidates[k] for k in keys]
+    tokenized = ptb_tokenize(texts) if java else [simple_tokenize(text) for text in texts]
+    gts, start = {}, 0
+    for key in keys:
+        gts[key] = tokenized[start : start + len(references[key])]
+        start += len(references[key])
+    res = {key: [text] for key, text in zip(keys, tokenized[start:])}
+    return scores_of_tokenized(gts, res, meteor=java)
+
+
+def scores_of_tokenized(
+    gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, list[str]], meteor: bool = True
+) -> dict[str, float]:
+    """The metrics of `caption_metrics` on already tokenized text, in pycocoevalcap's format.
+
+    gts: key -> list of tokenized references; res: key -> [tokenized candidate].
+    """
+    _require_pycocoevalcap()
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    gts, res = dict(gts), dict(res)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    metrics = {name: float(value) for name, value in zip(BLEU_KEYS, bleu)}
+    if meteor:
+        metrics["meteor"] = meteor_score(gts, res)
+    metrics["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
+    metrics["cider_d"] = float(Cider().compute_score(gts, res)[0])
+    return metrics
+
+
+def _as_key(value) -> Hashable:
+    value = np.asarray(value)
+    return value.tobytes() if value.ndim else value.item()
+
+
+class CaptionEvaluator:
+    """Decodes generated and reference captions and scores them with `caption_metrics`.
+
+    Each batch holds `reference_key` [B, R, L] and `_mask` [B] (True for real examples), and
+    optionally `example_key` [B]; the predict function returns a dict whose `prediction_key`
+    entry is int32 [B, T] generated ids (decoding stops at eos). References are either int
+    token ids [B, R, L] (0-padded), decoded with the tokenizer, or UTF-8 bytes uint8 [B, R, L]
+    (0-padded) taken as the text itself; an all-zero row [L] is an absent reference.
+
+    Examples are keyed by `example_key` when given, else by their position in the evaluation.
+    An example seen again (same key) keeps its first candidate and adds any references not yet
+    seen, so duplicates count once and rows of one image with one caption each are merged.
+
+    Metrics: bleu_1..bleu_4, meteor (with Java), rouge_l, cider_d, num_examples.
+
+    Attributes:
+      tokenizer: has decode(ids) -> str (the task's tokenizer, passed by the trainer).
+      prediction_key, reference_key, example_key: the arrays' names, as above.
+      java: as in `caption_metrics` (None: use Java when it is on the PATH).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        prediction_key: str = "tokens",
+        reference_key: str = "captions",
+        example_key: str | None = None,
+        java: bool | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.prediction_key = prediction_key
+        self.reference_key = reference_key
+        self.example_key = example_key
+        self.java = java
+
+    def _reference_texts(self, rows: np.ndarray) -> list[str]:
+        present = (rows != 0).any(axis=-1)  # [R]
+        if rows.dtype == np.uint8:
+            return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in rows[present]]
+        return [self.tokenizer.decode(row) for row in rows[present]]
+
+    def collect(self, batches: Iterable) -> tuple[dict, dict]:
+        """The decoded (references, candidates) dicts of `evaluate`, keyed by example."""
+        references: dict[Hashable, list[str]] = {}
+        candidates: dict[Hashable, str] = {}
+        position = 0
+        for batch, predicted in batches:
+            mask = np.asarray(batch["_mask"], bool).reshape(-1)  # [B]
+            tokens = np.asarray(predicted[self.prediction_key])  # [B, T]
+            refs = np.asarray(batch[self.reference_key])  # [B, R, L]
+            if tokens.ndim != 2 or refs.ndim != 3 or not tokens.shape[0] == refs.shape[0]:
+                raise ValueError(
+                    f"captioning evaluator: expected predictions[{self.prediction_key!r}] "
+                    f"[B, T] and batch[{self.reference_key!r}] [B, R, L], got "
+                    f"{tokens.shape} and {refs.shape}"
+                )
+            ids = np.asarray(batch[self.example_key]) if self.example_key else None
+            for i in np.flatnonzero(mask):
+                key = _as_key(ids[i]) if ids is not None else position + int(i)
+                texts = self._reference_texts(refs[i])
+                if key not in candidates:
+                    candidates[key] = self.tokenizer.decode(tokens[i])
+                    references[key] = texts
+                else:
+                    seen = set(references[key])
+                    references[key] = references[key] + [t for t in texts if t not in seen]
+            position += mask.shape[0]
+        empty = [key for key, texts in references.items() if not texts]
+        if empty:
+            raise ValueError(f"captioning evaluator: examples {empty[:5]} have no reference")
+        return references, candidates
+
+    def evaluate(self, batches: Iterable) -> dict[str, float]:
+        """Scores an iterable of (batch, predictions) pairs of host NumPy dicts."""
+        references, candidates = self.collect(batches)
+        metrics = caption_metrics(references, candidates, java=self.java)
+        metrics["num_examples"] = float(len(candidates))
+        return metrics
