@@ -7,6 +7,10 @@ come back as [..., H, Lq, Lk]. Masks are boolean with True meaning "may attend".
 A query row whose mask allows no key at all gets an output of zeros (and zero weights), on both
 code paths and in the gradient, instead of the uniform average (or NaN) that a plain softmax over
 all-masked logits would give.
+
+`MultiHeadAttention(..., decode=True)` follows flax linen's autoregressive cache pattern: the
+first call (with the "cache" collection mutable and not yet holding this module's entries)
+creates the cache, and later calls read and update it. See `MultiHeadAttention.__call__`.
 """
 
 import math
@@ -193,7 +197,7 @@ class _HeadsDense(nn.Module):
             features = self.features or default_features or x.shape[-2] * x.shape[-1]
             kernel_shape, out_shape, eq = x.shape[-2:] + (features,), (features,), "...hd,hdf->...f"
         else:
-            features = self.features or x.shape[-1]
+            features = self.features or default_features or x.shape[-1]
             if features % h:
                 raise ValueError(f"features={features} is not divisible by {h} heads.")
             kernel_shape, out_shape = (x.shape[-1], h, features // h), (h, features // h)
@@ -219,7 +223,8 @@ class MultiHeadAttention(nn.Module):
 
     Attributes:
       num_heads: number of heads H.
-      qkv_features: total query/key/value width (H * Dh); defaults to the input width.
+      qkv_features: total query/key/value width (H * Dh); defaults to the query input width (so
+        cross-attention keys/values of another width are projected to the queries' width).
       out_features: output width; defaults to the query input width.
       dropout_rate: attention-weight dropout, active only with `train=True` ("dropout" rng).
       use_bias: whether the projections have biases.
@@ -259,7 +264,8 @@ class MultiHeadAttention(nn.Module):
         pattern (e.g. one set of image keys shared by many text queries).
         """
         inputs_kv = inputs_q if inputs_kv is None else inputs_kv
-        heads = (self.query(inputs_q), self.key(inputs_kv), self.value(inputs_kv))
+        width = inputs_q.shape[-1]
+        heads = (self.query(inputs_q), self.key(inputs_kv, width), self.value(inputs_kv, width))
         return tuple(
             constrain(h, ("batch",) + (None,) * (h.ndim - 3) + ("heads", None)) for h in heads
         )
@@ -279,8 +285,20 @@ class MultiHeadAttention(nn.Module):
         bias: Array | None = None,
         train: bool = False,
         return_weights: bool = False,
+        decode: bool = False,
     ) -> tuple[Array, Array | None]:
         """Attend from inputs_q [..., Lq, D] to inputs_kv [..., Lk, Dkv] (self-attention if None).
+
+        With `decode=True` the module keeps keys/values in the "cache" collection (apply with
+        `mutable=["cache"]`):
+
+        - self-attention (`inputs_kv=None`): the first call, on [..., C, D] inputs, creates
+          `cached_key`/`cached_value` [..., C, H, Dh] (zeros) and `cache_index` (0) and otherwise
+          behaves like `decode=False`. Each later call takes ONE position, [..., 1, D], writes
+          its key/value at `cache_index`, attends to positions <= `cache_index` (and `mask`, if
+          given, broadcastable to [..., H, 1, C]) and advances the index.
+        - cross-attention (`inputs_kv` given): the first call projects `inputs_kv` and caches
+          the keys/values; later calls reuse them and ignore `inputs_kv`.
 
         Args:
           inputs_q: [..., Lq, D] queries.
@@ -289,12 +307,16 @@ class MultiHeadAttention(nn.Module):
           bias: optional additive bias broadcastable to [..., H, Lq, Lk].
           train: enables attention dropout.
           return_weights: also return the attention weights.
+          decode: use and update the key/value cache (see above).
 
         Returns:
           (out [..., Lq, out_features], weights [..., H, Lq, Lk] or None).
 
         """
-        q, k, v = self.qkv(inputs_q, inputs_kv)
+        if decode:
+            q, k, v, mask = self._cached_qkv(inputs_q, inputs_kv, mask)
+        else:
+            q, k, v = self.qkv(inputs_q, inputs_kv)
         use_dropout = train and self.dropout_rate > 0.0
         res = scaled_dot_product_attention(
             q,
@@ -309,6 +331,54 @@ class MultiHeadAttention(nn.Module):
         )
         out, weights = res if return_weights else (res, None)
         return self.project_out(out, inputs_q.shape[-1]), weights
+
+    def _cached_qkv(
+        self, inputs_q: Array, inputs_kv: Array | None, mask: Array | None
+    ) -> tuple[Array, Array, Array, Array | None]:
+        """Heads and mask for `decode=True`, reading and updating the "cache" collection."""
+        if inputs_kv is not None:
+            # Cross-attention: keys/values depend only on the fixed encoder output, so they are
+            # projected once, when the cache is created, instead of at every generated token.
+            if self.has_variable("cache", "cached_key"):
+                q = self.query(inputs_q)
+                q = constrain(q, ("batch",) + (None,) * (q.ndim - 3) + ("heads", None))
+                k = self.get_variable("cache", "cached_key")
+                v = self.get_variable("cache", "cached_value")
+            else:
+                q, k, v = self.qkv(inputs_q, inputs_kv)
+                self.put_variable("cache", "cached_key", k)
+                self.put_variable("cache", "cached_value", v)
+            return q, k, v, mask
+
+        q, k, v = self.qkv(inputs_q)
+        # get/put_variable rather than self.variable: this module is built in `setup`, where
+        # new variables could only be declared there, before the capacity is known.
+        if not self.has_variable("cache", "cached_key"):
+            # The creating call sizes the cache from its own length (the capacity) and attends
+            # over its full input, like decode=False.
+            self.put_variable("cache", "cached_key", jnp.zeros_like(k))
+            self.put_variable("cache", "cached_value", jnp.zeros_like(v))
+            self.put_variable("cache", "cache_index", jnp.array(0, jnp.int32))
+            return q, k, v, mask
+        cached_key = self.get_variable("cache", "cached_key")
+        cached_value = self.get_variable("cache", "cached_value")
+        index = self.get_variable("cache", "cache_index")
+        *batch, capacity, heads, head_dim = cached_key.shape
+        if q.shape != (*batch, 1, heads, head_dim):
+            raise ValueError(
+                f"decode=True takes one query position per call: expected query heads of shape "
+                f"{(*batch, 1, heads, head_dim)}, got {q.shape}."
+            )
+        start = (0,) * len(batch) + (index, 0, 0)
+        k = jax.lax.dynamic_update_slice(cached_key, k.astype(cached_key.dtype), start)
+        v = jax.lax.dynamic_update_slice(cached_value, v.astype(cached_value.dtype), start)
+        self.put_variable("cache", "cached_key", k)
+        self.put_variable("cache", "cached_value", v)
+        self.put_variable("cache", "cache_index", index + 1)
+        # Slots past the current position are still zeros and must not be attended to.
+        step_mask = (jnp.arange(capacity) <= index)[None, None, :]  # [H=1, Lq=1, capacity]
+        mask = step_mask if mask is None else jnp.asarray(mask, dtype=bool) & step_mask
+        return q, k, v, mask
 
 
 __all__ = [

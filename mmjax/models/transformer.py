@@ -1,4 +1,4 @@
-"""Transformer building blocks: MLP, pre-LayerNorm encoder block, and encoder stack.
+"""Transformer building blocks: MLP, pre-LayerNorm encoder block, encoder stack, decoder block.
 
 Token layout is [..., L, D] with any number of leading batch dims; masks follow
 `mmjax.models.attention` (boolean, broadcastable to [..., H, L, L], True = attend).
@@ -126,6 +126,99 @@ class EncoderBlock(nn.Module):
         )
         x = self.residual(x, y, train)
         return self.feed_forward(x, train), weights
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LayerNorm transformer decoder block with causal self- and cross-attention.
+
+    x = x + Dropout(SelfAttention(LN(x))); x = x + Dropout(CrossAttention(LN(x), encoded));
+    x = x + Dropout(MLP(LN(x))). With `decode=True` both attentions use the key/value cache of
+    `MultiHeadAttention` (one new position per call; see `MultiHeadAttention.__call__`).
+
+    Attributes:
+      num_heads: attention heads (self and cross).
+      mlp_dim: MLP hidden width.
+      dropout_rate: residual and MLP dropout.
+      attention_dropout_rate: dropout on attention weights.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    def setup(self):
+        """Create the sub-layers."""
+        norm = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        attn = dict(
+            num_heads=self.num_heads,
+            dropout_rate=self.attention_dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        self.ln_1 = nn.LayerNorm(**norm)
+        self.self_attn = MultiHeadAttention(**attn)
+        self.ln_2 = nn.LayerNorm(**norm)
+        self.cross_attn = MultiHeadAttention(**attn)
+        self.ln_3 = nn.LayerNorm(**norm)
+        self.mlp = MLP(
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        self.dropout = nn.Dropout(self.dropout_rate)
+
+    def residual(self, x: Array, update: Array, train: bool) -> Array:
+        """Return x + Dropout(update)."""
+        return x + self.dropout(update, deterministic=not train)
+
+    def __call__(
+        self,
+        x: Array,
+        encoded: Array,
+        self_mask: Array | None = None,
+        cross_mask: Array | None = None,
+        train: bool = False,
+        decode: bool = False,
+        return_weights: bool = False,
+    ) -> tuple[Array, dict[str, Array]]:
+        """Apply the block.
+
+        Args:
+          x: [..., L, D] target tokens (L = 1 for a `decode=True` step after the cache exists).
+          encoded: [..., N, D_enc] encoder output to attend to.
+          self_mask: optional bool broadcastable to [..., H, L, L] (the caller supplies the
+            causal part; in a decode step, [..., H, 1, C] over the cache, causality is added
+            by the cache).
+          cross_mask: optional bool broadcastable to [..., H, L, N]; True = attend.
+          train: enables dropout ("dropout" rng).
+          decode: use and update the "cache" collection.
+          return_weights: also return the attention weights.
+
+        Returns:
+          (x [..., L, D], {"self": [..., H, L, L or C], "cross": [..., H, L, N]} when
+          `return_weights`, else {}).
+        """
+        y, self_w = self.self_attn(
+            self.ln_1(x), mask=self_mask, train=train, return_weights=return_weights, decode=decode
+        )
+        x = self.residual(x, y, train)
+        y, cross_w = self.cross_attn(
+            self.ln_2(x),
+            encoded,
+            mask=cross_mask,
+            train=train,
+            return_weights=return_weights,
+            decode=decode,
+        )
+        x = self.residual(x, y, train)
+        x = self.residual(x, self.mlp(self.ln_3(x), train=train), train)
+        return x, ({"self": self_w, "cross": cross_w} if return_weights else {})
 
 
 class Encoder(nn.Module):
