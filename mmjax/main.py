@@ -77,6 +77,8 @@ def run(config, workdir: str) -> dict[str, float]:
         os.replace(config_path + ".tmp", config_path)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset prepared")
+    if hasattr(task, "prepare"):  # what needs the data, e.g. a tokenizer built from it
+        task.prepare(workdir)
     metrics = train_and_evaluate(config, workdir, task)
     if jax.process_index() == 0 and hasattr(task, "report"):
         print(task.report(metrics), flush=True)

@@ -17,12 +17,20 @@ EVALUATORS = {
 TRAINER_KEYS = ("type", "split", "batch_size", "every")
 
 
-def build_evaluator(name: str, eval_config: dict):
-    """Builds the evaluator `eval_config['type']` with the entry's other keys."""
+def build_evaluator(name: str, eval_config: dict, context: dict | None = None):
+    """Builds the evaluator `eval_config['type']` with the entry's other keys.
+
+    `context` holds what a task offers evaluators (e.g. its tokenizer); each evaluator class
+    takes the entries named in its CONTEXT tuple.
+    """
     kind = eval_config.get("type")
     if kind not in EVALUATORS:
         raise ValueError(f"evals.{name}.type={kind!r} is not one of {sorted(EVALUATORS)}")
     kwargs = {k: v for k, v in eval_config.items() if k not in TRAINER_KEYS}
+    for key in getattr(EVALUATORS[kind], "CONTEXT", ()):
+        if key not in (context or {}):
+            raise ValueError(f"evals.{name}: type {kind!r} needs the task to provide {key!r}")
+        kwargs[key] = context[key]
     try:
         return EVALUATORS[kind](**kwargs)
     except TypeError as e:

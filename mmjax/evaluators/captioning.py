@@ -254,6 +254,8 @@ class CaptionEvaluator:
       java: as in `caption_metrics` (None: use Java when it is on the PATH).
     """
 
+    CONTEXT = ("tokenizer",)  # given by the task (see evaluators.build_evaluator)
+
     def __init__(
         self,
         tokenizer,

@@ -9,4 +9,8 @@ def build_task(config):
         from mmjax.tasks.vqa import VQATask
 
         return VQATask(config)
-    raise ConfigError(f"config.task={config.task!r} is not one of ['vqa']")
+    if config.task == "captioning":
+        from mmjax.tasks.captioning import CaptioningTask
+
+        return CaptioningTask(config)
+    raise ConfigError(f"config.task={config.task!r} is not one of ['captioning', 'vqa']")

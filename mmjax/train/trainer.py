@@ -109,7 +109,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     for name, ev in config.evals.items():
         source = sources.get_source(config.data, ev.split)
         eval_setups[name] = (
-            evaluators.build_evaluator(name, ev.to_dict()),
+            evaluators.build_evaluator(name, ev.to_dict(), getattr(task, "evaluator_context", {})),
             pipeline.eval_dataset(
                 source, task.preprocess, ev.batch_size // processes, process, processes
             ),
@@ -205,7 +205,8 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
         logging.info(
             "eval at step %d: %s",
             step,
-            ", ".join(f"{k}={v:.4f}" for k, v in results.items() if "/accuracy" in k),
+            # The headline numbers: overall scores, not each slice's.
+            ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k.count("/") == 1),
         )
         return results
 

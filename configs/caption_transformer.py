@@ -1,0 +1,116 @@
+r"""Image captioning on Sort-of-CLEVR: an image encoder and a transformer decoder.
+
+A conv stem (or ViT patches, or a ResNet: model.stem, model.resnet) turns the image into
+tokens, `encoder_depth` transformer blocks encode them, and a causal decoder with
+cross-attention writes the caption, trained with teacher forcing on all 5 reference captions
+of each image (the image is encoded once for them). Evaluation decodes with the KV cache
+(config.decoding: greedy, beam or sample) and scores BLEU-1..4, METEOR, ROUGE-L and CIDEr-D
+against the 5 references; the final table compares them with always answering the most
+frequent training caption.
+
+Command:
+  python -m mmjax.main --config=configs/caption_transformer.py --workdir=runs/caption
+
+Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 keeps the
+size's default), num_train=<int>, num_test=<int>, stem=conv|patch|resnet,
+tokenizer=word|sentencepiece.
+
+Results (default size, this 2-core CPU): see the README's captioning table.
+"""
+
+import ml_collections
+
+from mmjax.config_utils import choose, parse_arg
+
+SIZES = {
+    "tiny": dict(width=32, enc=1, dec=1, heads=2, mlp=64, steps=20, batch=4, resnet="resnet_tiny"),
+    "default": dict(
+        width=128, enc=1, dec=2, heads=4, mlp=256, steps=4000, batch=8, resnet="resnet_small"
+    ),
+}
+
+
+def get_config(arg=None):
+    """Returns the experiment config; `arg` holds typed key=value overrides."""
+    arg = parse_arg(
+        arg, size="default", steps=0, num_train=9800, num_test=200, stem="conv", tokenizer="word"
+    )
+    size = choose("size", arg.size, SIZES)
+    steps = arg.steps or size["steps"]
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.task = "captioning"
+
+    config.data = dict(
+        name="sort_of_clevr",
+        data_dir="~/tensorflow_datasets",
+        build_if_missing=True,
+        num_train=arg.num_train,
+        num_test=arg.num_test,
+        image_size=75,
+        dataset_seed=0,
+        max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
+        caption_text_bytes=320,  # reference text kept as bytes for the metrics
+        shuffle_seed=0,
+        num_threads=2,
+    )
+    # "word": a vocabulary of the training captions' words; "sentencepiece": a SentencePiece
+    # model trained on them (options: vocab_size, model_type). Saved in the workdir.
+    config.tokenizer = dict(kind=arg.tokenizer)
+    if arg.tokenizer == "sentencepiece":
+        config.tokenizer.update(vocab_size=256, model_type="bpe")
+
+    config.model = dict(
+        stem=arg.stem,
+        patch_size=5,
+        conv_channels=(32, 64, 64, 64),  # 75 -> 38 -> 19 -> 10 -> 5: 25 image tokens
+        resnet=size["resnet"],
+        posemb="sincos2d",
+        width=size["width"],
+        encoder_depth=size["enc"],
+        decoder_depth=size["dec"],
+        num_heads=size["heads"],
+        mlp_dim=size["mlp"],
+        dropout_rate=0.0,
+        dtype="float32",
+    )
+    config.label_smoothing = 0.0
+    config.decoding = dict(
+        method="greedy",  # "greedy", "beam" or "sample"
+        beam_size=4,
+        length_penalty=0.6,
+        temperature=1.0,
+        top_k=0,  # 0: no top-k truncation
+        use_cache=True,
+    )
+
+    config.batch_size = size["batch"]  # images per step, each with its 5 captions
+    config.microbatches = 1
+    config.total_steps = steps
+    config.optim = dict(
+        name="adamw",
+        lr=1e-3,
+        min_lr_ratio=0.01,
+        warmup_steps=min(200, max(1, steps // 20)),
+        weight_decay=1e-4,
+        b1=0.9,
+        b2=0.98,
+        clip_norm=1.0,
+    )
+    config.mesh = dict(data=-1, fsdp=1)
+    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
+    config.log_every = max(1, min(100, steps // 30))
+    config.checkpoint_every = max(1, steps // 5)
+    config.keep_checkpoints = 3
+    config.on_nonfinite = "stop"
+
+    config.evals = ml_collections.ConfigDict()
+    config.evals.test = dict(
+        type="captioning",
+        split="test",
+        batch_size=50,
+        every=max(1, steps // 3),
+        reference_key="references",
+    )
+    return config

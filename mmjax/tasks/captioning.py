@@ -1,0 +1,238 @@
+"""Image captioning: a Captioner trained with teacher forcing; greedy, beam or sampled decoding.
+
+One example is one image with all its reference captions: image uint8 [H, W, 3], captions
+int32 [R, L] (BOS ... EOS, 0 = padding) for teacher forcing, and the reference text itself as
+UTF-8 bytes uint8 [R, text_bytes] (0-padded) for the caption metrics, so the scores never see
+the tokenizer's unknown-word ids. The word vocabulary (or SentencePiece model) is built from
+the training captions on the first run and saved in the workdir, so a resumed or reloaded run
+decodes with the same ids.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mmjax.config_utils import ConfigError
+from mmjax.data import sources
+from mmjax.data.errors import DataError
+from mmjax.data.tokenizer import BOS, EOS, build_tokenizer, load_tokenizer
+from mmjax.models import decoding
+from mmjax.models.captioner import Captioner, captioner_decoder
+
+TOKENIZER_FILES = {"word": "tokenizer.json", "sentencepiece": "tokenizer.model"}
+
+
+def text_to_bytes(texts: list[str], size: int) -> np.ndarray:
+    """UTF-8 bytes of each text, 0-padded (and cut) to `size`: uint8 [len(texts), size]."""
+    out = np.zeros((len(texts), size), np.uint8)
+    for i, text in enumerate(texts):
+        data = text.encode()[:size]
+        out[i, : len(data)] = np.frombuffer(data, np.uint8)
+    return out
+
+
+def bytes_to_text(rows: np.ndarray) -> list[str]:
+    """Inverse of `text_to_bytes` for rows uint8 [N, size]; all-zero rows give ''."""
+    return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in np.asarray(rows)]
+
+
+def _caption_texts(source) -> list[str]:
+    texts = []
+    for i in range(len(source)):
+        texts.extend(_as_str(c) for c in source[i]["captions"])
+    return texts
+
+
+def _as_str(text) -> str:
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+def load_or_build_tokenizer(config, workdir: str | None):
+    """The workdir's saved tokenizer, or one built from the training captions (and saved).
+
+    Every process builds the same tokenizer from the same data; process 0 writes it, atomically.
+    """
+    kind = config.tokenizer.kind
+    path = os.path.join(workdir, TOKENIZER_FILES[kind]) if workdir else None
+    if path and os.path.exists(path):
+        return load_tokenizer(path)
+    options = {k: v for k, v in config.tokenizer.items() if k != "kind"}
+    tokenizer = build_tokenizer(
+        kind, _caption_texts(sources.get_source(config.data, "train")), **options
+    )
+    if path and jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        tokenizer.save(path + ".tmp")
+        os.replace(path + ".tmp", path)
+    return tokenizer
+
+
+class CaptioningTask:
+    """Glues a Captioner built from `config.model` to its loss, decoding and metrics."""
+
+    def __init__(self, config):
+        self.config = config
+        self.data_config = config.data
+        self.max_len = config.data.max_caption_len
+        self.text_bytes = config.data.caption_text_bytes
+        self.label_smoothing = config.label_smoothing
+        self.decoding = config.decoding.to_dict()
+        self._model_kwargs = config.model.to_dict()
+        try:
+            self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
+            Captioner(vocab_size=1, max_len=self.max_len, **self._model_kwargs)
+        except TypeError as error:
+            raise ConfigError(f"config.model: {error}") from None
+        method = self.decoding.get("method")
+        if method not in ("greedy", "beam", "sample"):
+            raise ConfigError(
+                f"config.decoding.method={method!r} is not one of ['beam', 'greedy', 'sample']"
+            )
+        if config.tokenizer.kind not in TOKENIZER_FILES:
+            raise ConfigError(
+                f"config.tokenizer.kind={config.tokenizer.kind!r} is not one of "
+                f"{sorted(TOKENIZER_FILES)}"
+            )
+        self.tokenizer = None
+        self.model = None
+
+    def prepare(self, workdir: str | None) -> None:
+        """Loads the workdir's tokenizer or builds it from the training captions; builds the model.
+
+        Called once the data exists; the model's vocabulary is the tokenizer's.
+        """
+        self.tokenizer = load_or_build_tokenizer(self.config, workdir)
+        self.model = Captioner(
+            vocab_size=self.tokenizer.vocab_size, max_len=self.max_len, **self._model_kwargs
+        )
+
+    @property
+    def evaluator_context(self) -> dict:
+        """What caption evaluators need from the task: the tokenizer that decodes predictions."""
+        return {"tokenizer": self.tokenizer}
+
+    def preprocess(self, record: dict) -> dict[str, np.ndarray]:
+        """A decoded record with "image" and "captions" -> one example (see module docstring).
+
+        Raises DataError naming the record for an image that is not [H, W, 3] uint8 or a
+        caption that is empty or longer than data.max_caption_len tokens.
+        """
+        where = f"record {record.get('id', '?')}"
+        image = np.asarray(record["image"])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
+        texts = [_as_str(c) for c in record["captions"]]
+        try:
+            captions = np.stack([self.tokenizer.encode(t, self.max_len) for t in texts])
+        except ValueError as error:
+            raise DataError(f"{where}: {error}") from None
+        return {
+            "image": image,
+            "captions": captions,
+            "references": text_to_bytes(texts, self.text_bytes),
+        }
+
+    def init_params(self, rng, batch):
+        """Initial parameters for a batch like `batch`."""
+        return self.model.init({"params": rng}, batch["image"], batch["captions"])["params"]
+
+    def loss(self, params, batch, rng):
+        """Teacher-forced token cross-entropy and token accuracy.
+
+        The mean over the non-padding target tokens of all B*R captions, with the config's label
+        smoothing.
+        """
+        captions = batch["captions"]
+        logits, _ = self.model.apply(
+            {"params": params},
+            batch["image"],
+            captions[..., :-1],
+            train=True,
+            rngs={"dropout": rng},
+        )
+        targets = captions[..., 1:]
+        mask = (targets != 0).astype(jnp.float32)
+        labels = optax.smooth_labels(
+            jax.nn.one_hot(targets, logits.shape[-1]), self.label_smoothing
+        )
+        losses = optax.softmax_cross_entropy(logits, labels)
+        tokens = jnp.maximum(mask.sum(), 1.0)
+        correct = (jnp.argmax(logits, -1) == targets) * mask
+        return (losses * mask).sum() / tokens, {"token_accuracy": correct.sum() / tokens}
+
+    def predict(self, params, batch, rng=None):
+        """Decoded captions and their log-probability, with the method of config.decoding.
+
+        Returns "tokens" int32 [B, max_len] (no BOS; EOS then 0s) and "logprob" float32 [B].
+        """
+        encoded = self.model.apply({"params": params}, batch["image"], method=Captioner.encode)
+        decoder = captioner_decoder(self.model)
+        kw = dict(
+            bos_id=BOS,
+            eos_id=EOS,
+            max_len=self.max_len,
+            use_cache=self.decoding.get("use_cache", True),
+        )
+        method = self.decoding["method"]
+        dparams = params["decoder"]
+        if method == "greedy":
+            tokens, logprob = decoding.greedy(decoder, dparams, encoded, None, **kw)
+        elif method == "beam":
+            tokens, logprob = decoding.beam_search(
+                decoder,
+                dparams,
+                encoded,
+                None,
+                beam_size=self.decoding["beam_size"],
+                length_penalty=self.decoding["length_penalty"],
+                **kw,
+            )
+        else:
+            rng = jax.random.key(0) if rng is None else rng
+            tokens, logprob = decoding.sample(
+                decoder,
+                dparams,
+                encoded,
+                None,
+                rng=rng,
+                temperature=self.decoding["temperature"],
+                top_k=self.decoding["top_k"] or None,
+                **kw,
+            )
+        return {"tokens": tokens, "logprob": logprob}
+
+    def report(self, metrics: dict[str, float]) -> str:
+        """A table of the test caption metrics next to the most-frequent-caption baseline."""
+        baseline = most_frequent_caption_baseline(
+            sources.get_source(self.data_config, "train"),
+            sources.get_source(self.data_config, "test"),
+        )
+        lines = [f"{'metric':<10}{'model':>10}{'most frequent caption':>24}", "-" * 44]
+        for name, value in baseline.items():
+            model = metrics.get(f"test/{name}", float("nan"))
+            lines.append(f"{name:<10}{model:>10.3f}{value:>24.3f}")
+        return "\n".join(lines)
+
+
+@functools.cache
+def _metrics():
+    from mmjax.evaluators.captioning import caption_metrics
+
+    return caption_metrics
+
+
+def most_frequent_caption_baseline(train_records, test_records) -> dict[str, float]:
+    """Caption metrics on test of always answering the most frequent training caption."""
+    counts = collections.Counter(_caption_texts(train_records))
+    caption = min(counts, key=lambda text: (-counts[text], text))
+    references = {
+        i: [_as_str(c) for c in test_records[i]["captions"]] for i in range(len(test_records))
+    }
+    return _metrics()(references, {i: caption for i in references})

@@ -1,0 +1,119 @@
+"""Captioning task: the teacher-forced loss, decoding through predict, and `python -m mmjax.main`
+end to end on the tiny config (tokenizer saved and reused, caption metrics written)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from mmjax.config_loader import load_config
+from mmjax.data import sources
+from mmjax.data.tokenizer import EOS
+from mmjax.tasks.captioning import CaptioningTask, bytes_to_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "caption_transformer.py")
+
+
+@pytest.fixture(scope="module")
+def task_and_batch(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    config = load_config(
+        f"{CONFIG}:size=tiny,num_train=16,num_test=8", [f"data.data_dir={data_dir}"]
+    )
+    sources.prepare(config.data)
+    task = CaptioningTask(config)
+    workdir = str(tmp_path_factory.mktemp("run"))
+    task.prepare(workdir)
+    source = sources.get_source(config.data, "train")
+    examples = [task.preprocess(source[i]) for i in range(2)]
+    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+    return task, batch, source, workdir
+
+
+def test_preprocess_keeps_reference_text_and_tokens(task_and_batch):
+    task, batch, source, _ = task_and_batch
+    texts = [c.decode() for c in source[0]["captions"]]
+    assert bytes_to_text(batch["references"][0]) == texts
+    # The word tokenizer round-trips these captions (they have no unknown words).
+    decoded = [task.tokenizer.decode(row) for row in batch["captions"][0]]
+    assert [d.replace(" ,", ",").replace(" .", ".").replace(" :", ":") for d in decoded] == texts
+
+
+def test_loss_is_the_mean_token_cross_entropy_of_the_shifted_captions(task_and_batch):
+    task, batch, _, _ = task_and_batch
+    params = jax.jit(task.init_params)(jax.random.key(0), batch)
+    # Make the output layer non-trivial so the check is not against uniform logits.
+    params = jax.tree.map(lambda x: x + 0.05 * np.cos(np.arange(x.size)).reshape(x.shape), params)
+    loss, metrics = jax.jit(task.loss)(params, batch, jax.random.key(1))
+    logits, _ = task.model.apply({"params": params}, batch["image"], batch["captions"][..., :-1])
+    logits = np.asarray(logits, np.float64)
+    targets = batch["captions"][..., 1:]
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+    mask = targets != 0
+    np.testing.assert_allclose(float(loss), -(picked * mask).sum() / mask.sum(), rtol=1e-5)
+    accuracy = ((logits.argmax(-1) == targets) * mask).sum() / mask.sum()
+    np.testing.assert_allclose(float(metrics["token_accuracy"]), accuracy, rtol=1e-6)
+
+
+def test_predict_decodes_greedily_until_eos(task_and_batch):
+    task, batch, _, _ = task_and_batch
+    params = jax.jit(task.init_params)(jax.random.key(0), batch)
+    out = jax.jit(task.predict)(params, batch)
+    tokens = np.asarray(out["tokens"])
+    assert tokens.shape == (2, task.max_len)
+    for row in tokens:  # after the first EOS only padding
+        if EOS in row:
+            assert not row[list(row).index(EOS) + 1 :].any()
+    assert np.all(np.asarray(out["logprob"]) <= 0)
+
+
+def test_saved_tokenizer_is_reused(task_and_batch, tmp_path):
+    task, _, _, workdir = task_and_batch
+    path = os.path.join(workdir, "tokenizer.json")
+    with open(path) as f:
+        saved = json.load(f)
+    saved["vocab"].append("zebra")  # a vocabulary the data would not give
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    again = CaptioningTask(task.config)
+    again.prepare(workdir)
+    assert again.tokenizer.vocab[-1] == "zebra"
+    assert again.tokenizer.vocab_size == task.tokenizer.vocab_size + 1
+
+
+def test_main_trains_evaluates_and_resumes(tmp_path):
+    def main(steps):
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmjax.main",
+            f"--config={CONFIG}:size=tiny,num_train=32,num_test=8,steps={steps}",
+            f"--workdir={tmp_path / 'run'}",
+            f"--config.data.data_dir={tmp_path / 'data'}",
+            f"--config.evals.test.every={steps}",
+        ]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    result = main(30)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    losses = [r["train/loss"] for r in records if "train/loss" in r]
+    assert losses[-1] < 0.8 * losses[0], losses
+    final = records[-1]
+    for key in ("bleu_1", "bleu_4", "rouge_l", "cider_d"):
+        assert 0.0 <= final[f"test/{key}"], final
+    assert final["test/num_examples"] == 8
+    assert "most frequent caption" in result.stdout
+    tokenizer_file = tmp_path / "run" / "tokenizer.json"
+    written = tokenizer_file.stat().st_mtime_ns
+
+    result = main(30)  # the last step is done: it only re-evaluates, with the saved tokenizer
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tokenizer_file.stat().st_mtime_ns == written
