@@ -11,35 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.models.decoder import TextDecoder
-from mmjax.models.image import ConvStem, PatchStem
-from mmjax.models.resnet import ResNetStem
+from mmjax.models.stems import image_stem
 from mmjax.models.transformer import Encoder
 
 Array = jax.Array
 DType = Any
-
-
-def image_stem(
-    stem: str,
-    width: int,
-    *,
-    patch_size: int = 16,
-    conv_channels: Sequence[int] = (32, 64, 128, 128),
-    resnet: str = "resnet50",
-    posemb: str = "learn",
-    dtype: DType = jnp.float32,
-    param_dtype: DType = jnp.float32,
-    name: str = "stem",
-) -> nn.Module:
-    """The image stem named `stem`: "patch" (ViT), "conv" or "resnet"; images -> [B, N, width]."""
-    kw = dict(posemb=posemb, dtype=dtype, param_dtype=param_dtype, name=name)
-    if stem == "patch":
-        return PatchStem(patch_size, width, **kw)
-    if stem == "conv":
-        return ConvStem(width, channels=conv_channels, **kw)
-    if stem == "resnet":
-        return ResNetStem(width, variant=resnet, **kw)
-    raise ValueError(f"Unknown stem {stem!r}; use 'patch', 'conv' or 'resnet'.")
 
 
 def captioner_decoder(captioner: "Captioner") -> TextDecoder:
