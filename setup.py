@@ -28,6 +28,11 @@ setup(
         # Caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D); PTB tokenization and METEOR also
         # need a Java runtime (tested with OpenJDK 17), without which they are skipped.
         "eval": ["pycocoevalcap>=1.2,<1.3"],
-        "test": ["pytest>=8,<10", "ruff>=0.17,<0.18", "pycocoevalcap>=1.2,<1.3"],
+        "test": [
+            "pytest>=8,<10",
+            "ruff>=0.17,<0.18",
+            "pycocoevalcap>=1.2,<1.3",
+            "matplotlib>=3.8,<4",
+        ],
     },
 )

@@ -116,3 +116,27 @@ def get_config(arg=None):
         groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
     )
     return config
+
+
+def get_sweep(arg=None):
+    r"""The example sweep: every learning rate with every fusion depth, ranked by test accuracy.
+
+      python -m experiments.sweep --config=configs/vqa_transformer.py:size=small \
+          --workdir=runs/sweep --parallel=2
+
+    `arg` (--sweep_arg) holds '/'-separated values, `lr=3e-4/1e-3/3e-3,depth=2/3` by default:
+    3 x 2 = 6 trials, overriding config.optim.lr and config.model.depth, each in
+    runs/sweep/<name> with names like `lr=0.001,depth=3`. `--sweep_arg=lr=1e-3/3e-3,depth=2`
+    is 2 trials; `seeds=0/1/2` also repeats every trial with each config.seed (no seed axis by
+    default). No sweep results are recorded here yet.
+    """
+    from mmjax import sweeps  # only sweeps need it, not get_config
+
+    arg = parse_arg(arg, lr="3e-4/1e-3/3e-3", depth="2/3", seeds="")
+    axes = {
+        "optim.lr": sweeps.split_values(arg.lr, float),
+        "model.depth": sweeps.split_values(arg.depth, int),
+    }
+    if arg.seeds:
+        axes["seed"] = sweeps.split_values(arg.seeds, int)
+    return sweeps.product(**axes)

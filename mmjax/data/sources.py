@@ -7,6 +7,7 @@ directory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from mmjax.config_utils import ConfigError
@@ -30,7 +31,12 @@ def prepare(data_config) -> None:
         from mmjax.data.sort_of_clevr_tfds import build_sort_of_clevr
 
         data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
-        build_sort_of_clevr(data_dir, **_sort_of_clevr_kwargs(data_config))
+        os.makedirs(data_dir, exist_ok=True)
+        # Runs started together (a sweep, several users) would otherwise build the same
+        # dataset at once, and TFDS's final rename fails for all but one of them.
+        with open(os.path.join(data_dir, ".mmjax-build.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_sort_of_clevr(data_dir, **_sort_of_clevr_kwargs(data_config))
 
 
 def get_source(data_config, split: str):

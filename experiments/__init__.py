@@ -1,0 +1,1 @@
+"""Sweep runner, paper reproductions and benchmarks (run from the repository root)."""
