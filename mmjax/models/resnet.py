@@ -49,10 +49,13 @@ class StdConv(nn.Conv):
         mean = kernel.mean(axis=(0, 1, 2), keepdims=True)
         var = kernel.var(axis=(0, 1, 2), keepdims=True)
         kernel = (kernel - mean) * jax.lax.rsqrt(var + 1e-10)
+        strides = self.strides or 1
+        if isinstance(strides, int):
+            strides = (strides,) * len(self.kernel_size)
         return jax.lax.conv_general_dilated(
             x.astype(self.dtype),
             kernel.astype(self.dtype),
-            window_strides=self.strides,
+            window_strides=strides,
             padding=self.padding,
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
