@@ -113,4 +113,6 @@ def get_config(arg=None):
         every=max(1, steps // 3),
         reference_key="references",
     )
+    # Does the caption name each object's shape and place? (Sort-of-CLEVR scenes only.)
+    config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=steps)
     return config

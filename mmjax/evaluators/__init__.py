@@ -7,11 +7,13 @@ trainer reads: type, split, batch_size, every) and scores (batch, predictions) p
 from mmjax.evaluators.captioning import CaptionEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator
 from mmjax.evaluators.retrieval import RetrievalEvaluator
+from mmjax.evaluators.scene_captions import SceneCaptionEvaluator
 
 EVALUATORS = {
     "captioning": CaptionEvaluator,
     "classification": ClassificationEvaluator,
     "retrieval": RetrievalEvaluator,
+    "scene_caption": SceneCaptionEvaluator,
 }
 
 TRAINER_KEYS = ("type", "split", "batch_size", "every")

@@ -133,11 +133,17 @@ class CaptioningTask:
             captions = np.stack([self.tokenizer.encode(t, self.max_len) for t in texts])
         except ValueError as error:
             raise DataError(f"{where}: {error}") from None
-        return {
+        example = {
             "image": image,
             "captions": captions,
             "references": text_to_bytes(texts, self.text_bytes),
         }
+        if "objects" in record:  # a Sort-of-CLEVR scene: its objects, by colour, for scoring
+            objects = record["objects"]
+            order = np.argsort(objects["color"])
+            example["object_shape"] = np.asarray(objects["shape"], np.int32)[order]
+            example["object_center"] = np.asarray(objects["center"], np.int32)[order]
+        return example
 
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""

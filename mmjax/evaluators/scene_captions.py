@@ -1,0 +1,111 @@
+"""Does a generated caption of a Sort-of-CLEVR scene name each object's shape and place?
+
+n-gram metrics reward a caption for the template words every scene shares; this evaluator
+checks content. For each of the six colours it finds the caption's mention of that colour's
+object ("a red circle in the top left", "a top left red circle", "the red circle is in the
+center", "red circle" in a list) and compares the shape word, and the 3x3-grid position phrase
+when the mention has one, with the scene's objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+from mmjax.data import sort_of_clevr
+
+_POSITION = r"(?:top|middle|bottom) (?:left|center|right)|center"
+_MENTION = {
+    color: re.compile(
+        rf"(?:(?P<before>{_POSITION}) )?{color} (?P<shape>square|circle)"
+        rf"(?: (?:is )?(?:in|at) the (?P<after>{_POSITION}))?"
+    )
+    for color in sort_of_clevr.COLOR_NAMES
+}
+
+
+def scene_caption_scores(text: str, shapes: np.ndarray, positions: list[str]) -> dict[str, list]:
+    """Per-colour verdicts for one caption.
+
+    Args:
+      text: the generated caption.
+      shapes: int [6], shape index (0 square, 1 circle) of each colour's object.
+      positions: the 3x3-grid phrase of each colour's object ("top left", "center", ...).
+
+    Returns lists over the 6 colours: "mentioned" (bool), "shape" (bool: mentioned with the
+    right shape), "position" (bool or None when the mention names no position).
+    """
+    out = {"mentioned": [], "shape": [], "position": []}
+    for c, color in enumerate(sort_of_clevr.COLOR_NAMES):
+        match = _MENTION[color].search(text)
+        out["mentioned"].append(match is not None)
+        out["shape"].append(
+            match is not None and match["shape"] == sort_of_clevr.SHAPES[int(shapes[c])]
+        )
+        place = match and (match["before"] or match["after"])
+        out["position"].append(None if not place else place == positions[c])
+    return out
+
+
+class SceneCaptionEvaluator:
+    """Object-level accuracy of generated Sort-of-CLEVR captions.
+
+    Each batch holds `shape_key` int [B, 6] (each colour's shape), `center_key` int [B, 6, 2]
+    (x, y) and `_mask` [B]; predictions hold `prediction_key` int [B, T] token ids, decoded with
+    the task's tokenizer. Metrics (fractions over real examples x 6 objects):
+    objects_mentioned, object_shape_accuracy, object_position_accuracy (over mentions that name
+    a position) and objects_all_correct (shape right and position right where named).
+
+    Attributes:
+      tokenizer: has decode(ids) -> str (the task's, passed by the trainer).
+      image_size: S, to turn centres into grid phrases.
+    """
+
+    CONTEXT = ("tokenizer",)  # given by the task (see evaluators.build_evaluator)
+
+    def __init__(
+        self,
+        tokenizer,
+        prediction_key: str = "tokens",
+        shape_key: str = "object_shape",
+        center_key: str = "object_center",
+        image_size: int = 75,
+    ):
+        self.tokenizer = tokenizer
+        self.prediction_key = prediction_key
+        self.shape_key = shape_key
+        self.center_key = center_key
+        self.image_size = image_size
+
+    def evaluate(self, batches: Iterable) -> dict[str, float]:
+        """Scores every real example of `batches` ((batch, predictions) pairs)."""
+        verdicts = {"mentioned": [], "shape": [], "position": [], "all": []}
+        for batch, predictions in batches:
+            for i in np.flatnonzero(np.asarray(batch["_mask"])):
+                text = self.tokenizer.decode(predictions[self.prediction_key][i])
+                # The word tokenizer splits punctuation off; the patterns are on words.
+                text = re.sub(r"\s+", " ", re.sub(r"[^\w ]", " ", text))
+                centers = np.asarray(batch[self.center_key][i])
+                positions = [
+                    sort_of_clevr.position_phrase(int(x), int(y), self.image_size)
+                    for x, y in centers
+                ]
+                scores = scene_caption_scores(text, batch[self.shape_key][i], positions)
+                verdicts["mentioned"] += scores["mentioned"]
+                verdicts["shape"] += scores["shape"]
+                verdicts["position"] += [p for p in scores["position"] if p is not None]
+                verdicts["all"] += [
+                    s and p is not False for s, p in zip(scores["shape"], scores["position"])
+                ]
+
+        def mean(values):
+            return float(np.mean(values)) if values else float("nan")
+
+        return {
+            "objects_mentioned": mean(verdicts["mentioned"]),
+            "object_shape_accuracy": mean(verdicts["shape"]),
+            "object_position_accuracy": mean(verdicts["position"]),
+            "objects_all_correct": mean(verdicts["all"]),
+        }
