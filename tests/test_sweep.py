@@ -330,6 +330,7 @@ def test_slurm_launcher_writes_an_array_script_that_runs_a_trial(fake, tmp_path)
 # One real sweep.
 
 
+@pytest.mark.slow  # 40-90 s: two real trainings; the fake-trial tests cover the runner in CI
 def test_real_sweep_of_the_tiny_vqa_config(tmp_path):
     config = os.path.join(ROOT, "configs", "vqa_transformer.py")
     cmd = [
