@@ -1,4 +1,4 @@
-"""Does a generated caption of a Sort-of-CLEVR scene name each object's shape and place?
+"""Scores whether a generated Sort-of-CLEVR caption names each object's shape and place.
 
 n-gram metrics reward a caption for the template words every scene shares; this evaluator
 checks content. For each of the six colours it finds the caption's mention of that colour's

@@ -38,6 +38,11 @@ def activation_sharding(
         _active.value = previous
 
 
+def active():
+    """The (mesh, rules) of the enclosing `activation_sharding`, or None outside one."""
+    return getattr(_active, "value", None)
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """`x` with one logical axis name (or None) per dimension turned into a sharding constraint."""
     active = getattr(_active, "value", None)

@@ -13,4 +13,9 @@ def build_task(config):
         from mmjax.tasks.captioning import CaptioningTask
 
         return CaptioningTask(config)
-    raise ConfigError(f"config.task={config.task!r} is not one of ['captioning', 'vqa']")
+    if config.task == "retrieval":
+        from mmjax.tasks.retrieval import RetrievalTask
+
+        return RetrievalTask(config)
+    known = ["captioning", "retrieval", "vqa"]
+    raise ConfigError(f"config.task={config.task!r} is not one of {known}")

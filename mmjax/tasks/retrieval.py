@@ -1,0 +1,207 @@
+"""Image-text retrieval: a DualEncoder trained with a contrastive loss (CLIP or SigLIP).
+
+One example is one image with all its captions: image uint8 [H, W, 3] and captions int32
+[R, L] (BOS ... EOS, 0 = padding; R = data.captions_per_image, an all-padding row is an absent
+caption). The word vocabulary is built from the training captions on the first run and saved in
+the workdir (`load_or_build_tokenizer`, shared with the captioning task).
+
+Training pairs. Each step pairs every image of the batch with ONE of its captions, drawn
+uniformly (among the real ones) from the step's rng, which the trainer derives from
+config.seed and the step number and keeps in checkpoints: the choice is deterministic, resumes
+exactly, does not depend on the number of devices, and over the epochs each image meets all its
+captions. Why one caption and not all R: with one per image the positives are exactly the
+diagonal, so the CLIP and SigLIP losses of `mmjax.models.contrastive` (and their sharded
+versions) apply unchanged and no image's own caption is ever a negative; and the text tower
+(L = 64 tokens, about 40% of a step) runs on B texts per step instead of R * B. (A hash of
+(record id, epoch) in `preprocess` would also do, but preprocessing never sees the epoch.)
+
+Negatives are the other images' captions. Every scene has one object of each colour, so colour
+words alone never tell two scenes apart: captions differ only in which shape each colour has and
+where it is, and scenes that differ in one object's shape or grid cell are natural hard
+negatives. The model must bind colour to shape and position on both sides. Random batches
+rarely hold two scenes that differ only in shapes, and the default run learns colour -> grid
+cell but not shapes (see configs/retrieval_dual_encoder.py).
+
+Loss (config.loss): "softmax" (CLIP) or "sigmoid" (SigLIP), over the global batch. When the
+batch is split over several devices (the trainer traces the loss inside
+`partitioning.activation_sharding(mesh, rules)`), the sharded loss of
+`mmjax.models.contrastive` runs over the mesh axes of the "batch" rule, so every image still
+meets every caption of the global batch; on one device the unsharded loss.
+
+Predictions: "image_embedding" [B, D], "text_embedding" [B, R, D] (every caption) and
+"text_mask" [B, R], for the "retrieval" evaluator (Recall@K both ways over the whole split).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmjax.config_utils import ConfigError
+from mmjax.data.errors import DataError
+from mmjax.models import contrastive, partitioning
+from mmjax.models.dual_encoder import DualEncoder
+from mmjax.tasks.captioning import TOKENIZER_FILES, load_or_build_tokenizer
+
+LOSSES = ("sigmoid", "softmax")
+
+
+def active_batch_mesh() -> tuple[jax.sharding.Mesh | None, tuple[str, ...]]:
+    """(mesh, mesh axes of the batch) of the enclosing activation-sharding context, if any.
+
+    The trainer traces its steps inside `partitioning.activation_sharding(mesh, rules)`; the
+    rule for "batch" names the mesh axes the batch is split over. Returns (None, ()) outside
+    it. (`jax.sharding.get_abstract_mesh()` is empty there: the trainer places arrays with
+    NamedShardings but sets no mesh context.)
+    """
+    # partitioning offers no public accessor for its context yet, so read its state here.
+    active = partitioning.active()
+    if active is None:
+        return None, ()
+    mesh, rules = active
+    return mesh, tuple(a for a in rules.get("batch", ()) if a in mesh.shape)
+
+
+def contrastive_loss(kind: str, img: jax.Array, txt: jax.Array, scale, bias) -> jax.Array:
+    """The `kind` ("softmax" or "sigmoid") loss of img [B, D] and txt [B, D] (diagonal pairs).
+
+    Sharded over the global batch when the enclosing mesh (`active_batch_mesh`) splits the batch
+    over more than one device, else the unsharded loss; the two give the same scalar.
+    """
+    mesh, axes = active_batch_mesh()
+    if mesh is None or math.prod(mesh.shape[a] for a in axes) == 1:
+        if kind == "softmax":
+            return contrastive.softmax_contrastive_loss(img, txt, scale)
+        return contrastive.sigmoid_contrastive_loss(img, txt, scale, bias)
+    if kind == "softmax":
+        return contrastive.sharded_softmax_contrastive_loss(img, txt, scale, mesh, axes)
+    return contrastive.sharded_sigmoid_contrastive_loss(img, txt, scale, bias, mesh, axes)
+
+
+def sample_captions(captions: jax.Array, rng) -> jax.Array:
+    """One real caption per image, drawn uniformly with `rng`: int [B, R, L] -> [B, L].
+
+    A caption is real when its first token is not padding; every image needs one.
+    """
+    real = captions[..., 0] != 0  # [B, R]
+    choice = jax.random.categorical(rng, jnp.where(real, 0.0, -jnp.inf))  # [B]
+    return jnp.take_along_axis(captions, choice[:, None, None], axis=1)[:, 0]
+
+
+def _as_str(text) -> str:
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+class RetrievalTask:
+    """Glues a DualEncoder built from `config.model` to a contrastive loss and embeddings."""
+
+    def __init__(self, config):
+        self.config = config
+        self.max_len = config.data.max_caption_len
+        self.captions_per_image = config.data.captions_per_image
+        self.loss_kind = config.loss
+        if self.loss_kind not in LOSSES:
+            raise ConfigError(f"config.loss={self.loss_kind!r} is not one of {list(LOSSES)}")
+        if config.tokenizer.kind not in TOKENIZER_FILES:
+            raise ConfigError(
+                f"config.tokenizer.kind={config.tokenizer.kind!r} is not one of "
+                f"{sorted(TOKENIZER_FILES)}"
+            )
+        self._model_kwargs = config.model.to_dict()
+        try:
+            self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
+            DualEncoder(vocab_size=1, max_len=self.max_len, **self._model_kwargs)
+        except TypeError as error:
+            raise ConfigError(f"config.model: {error}") from None
+        self.tokenizer = None
+        self.model = None
+
+    def prepare(self, workdir: str | None) -> None:
+        """Loads the workdir's tokenizer or builds it from the training captions; builds the model.
+
+        Called once the data exists; the model's vocabulary is the tokenizer's.
+        """
+        self.tokenizer = load_or_build_tokenizer(self.config, workdir)
+        self.model = DualEncoder(
+            vocab_size=self.tokenizer.vocab_size, max_len=self.max_len, **self._model_kwargs
+        )
+
+    def preprocess(self, record: dict) -> dict[str, np.ndarray]:
+        """A decoded record with "image" and "captions" -> {"image", "captions" [R, L]}.
+
+        Records with fewer than R captions get all-padding rows. Raises DataError naming the
+        record for an image that is not [H, W, 3] uint8, no caption or more than R, or a caption
+        that is empty or longer than data.max_caption_len tokens.
+        """
+        where = f"record {record.get('id', '?')}"
+        image = np.asarray(record["image"])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
+        texts = [_as_str(c) for c in record["captions"]]
+        if not 1 <= len(texts) <= self.captions_per_image:
+            raise DataError(
+                f"{where}: has {len(texts)} captions, expected 1 to "
+                f"data.captions_per_image={self.captions_per_image}"
+            )
+        captions = np.zeros((self.captions_per_image, self.max_len), np.int32)
+        try:
+            for i, text in enumerate(texts):
+                captions[i] = self.tokenizer.encode(text, self.max_len)
+        except ValueError as error:
+            raise DataError(f"{where}: {error}") from None
+        return {"image": image, "captions": captions}
+
+    def init_params(self, rng, batch):
+        """Initial parameters for a batch like `batch`."""
+        return self.model.init({"params": rng}, batch["image"], batch["captions"][:, 0])["params"]
+
+    def loss(self, params, batch, rng):
+        """The contrastive loss (config.loss) of each image and one of its captions.
+
+        Metrics: "logit_scale", "logit_bias" (sigmoid only) and "batch_i2t_accuracy", the
+        fraction of images whose own caption scores highest among the batch's captions.
+        """
+        caption_rng, dropout_rng = jax.random.split(rng)
+        tokens = sample_captions(batch["captions"], caption_rng)  # [B, L]
+        out, _ = self.model.apply(
+            {"params": params}, batch["image"], tokens, train=True, rngs={"dropout": dropout_rng}
+        )
+        img, txt = out["image"], out["text"]
+        loss = contrastive_loss(self.loss_kind, img, txt, out["logit_scale"], out["logit_bias"])
+        # [B, B] similarities of the global batch: small next to the towers, and a direct
+        # read-out of how well the batch is sorted.
+        hits = jnp.argmax(img @ txt.T, axis=1) == jnp.arange(img.shape[0])
+        metrics = {"logit_scale": out["logit_scale"], "batch_i2t_accuracy": hits.mean()}
+        if self.loss_kind == "sigmoid":
+            metrics["logit_bias"] = out["logit_bias"]
+        return loss, metrics
+
+    def predict(self, params, batch, rng=None):
+        """Embeddings of every image and every caption, for the retrieval evaluator.
+
+        Returns "image_embedding" [B, D], "text_embedding" [B, R, D] (unit-norm float32) and
+        "text_mask" [B, R] (bool, False for absent captions).
+        """
+        del rng
+        variables = {"params": params}
+        captions = batch["captions"]
+        return {
+            "image_embedding": self.model.apply(
+                variables, batch["image"], method=DualEncoder.embed_images
+            ),
+            "text_embedding": self.model.apply(variables, captions, method=DualEncoder.embed_texts),
+            "text_mask": captions[..., 0] != 0,
+        }
+
+    def report(self, metrics: dict[str, float]) -> str:
+        """A table of test Recall@K in both directions next to a random ranking's."""
+        lines = [f"{'test recall':<14}{'model':>8}{'chance':>8}", "-" * 30]
+        for direction in ("i2t", "t2i"):
+            for k in (1, 5, 10):
+                model = metrics.get(f"test/{direction}_r{k}", float("nan"))
+                chance = metrics.get(f"test/{direction}_chance_r{k}", float("nan"))
+                lines.append(f"{direction} R@{k:<9}{100 * model:>8.1f}{100 * chance:>8.1f}")
+        return "\n".join(lines)
