@@ -30,6 +30,8 @@ def build_evaluator(name: str, eval_config: dict, context: dict | None = None):
         raise ValueError(f"evals.{name}.type={kind!r} is not one of {sorted(EVALUATORS)}")
     kwargs = {k: v for k, v in eval_config.items() if k not in TRAINER_KEYS}
     for key in getattr(EVALUATORS[kind], "CONTEXT", ()):
+        if key in kwargs:  # given directly, e.g. by a test or a notebook
+            continue
         if key not in (context or {}):
             raise ValueError(f"evals.{name}: type {kind!r} needs the task to provide {key!r}")
         kwargs[key] = context[key]
