@@ -87,6 +87,7 @@ def test_saved_tokenizer_is_reused(task_and_batch, tmp_path):
     assert again.tokenizer.vocab_size == task.tokenizer.vocab_size + 1
 
 
+@pytest.mark.slow  # about 50 s; the trainer's own end-to-end tests run in CI
 def test_main_trains_evaluates_and_resumes(tmp_path):
     def main(steps):
         cmd = [

@@ -209,6 +209,7 @@ def test_sharded_loss_over_four_devices_equals_the_one_device_loss(dirs, losses)
         np.testing.assert_allclose(values["loss"], float(losses[kind][0]), rtol=1e-5)
 
 
+@pytest.mark.slow  # about 35 s; the trainer's own end-to-end tests run in CI
 def test_main_trains_and_reports_recall(tmp_path):
     # 8 training scenes in batches of 8: every step sees the same images with fresh captions,
     # so the loss falls within a few dozen steps (on the full data it first sits near log B).

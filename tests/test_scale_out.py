@@ -256,6 +256,7 @@ def sharded_runs(tmp_path_factory):
     return dict(np.load(out))
 
 
+@pytest.mark.slow  # the 8-device child run: about a minute
 @pytest.mark.parametrize("name", ["data_parallel", "fsdp"])
 def test_eight_devices_give_the_one_device_losses_and_parameters(sharded_runs, name):
     runs = sharded_runs
@@ -269,6 +270,7 @@ def test_eight_devices_give_the_one_device_losses_and_parameters(sharded_runs, n
         )
 
 
+@pytest.mark.slow
 def test_activations_carry_logical_sharding_constraints(sharded_runs):
     # "batch" maps to (data, fsdp): constrained on 8 devices, not on one (axes of size 1).
     assert sharded_runs["data_parallel/activation_constraints"] > 10
@@ -276,6 +278,7 @@ def test_activations_carry_logical_sharding_constraints(sharded_runs):
     assert sharded_runs["one/activation_constraints"] == 0
 
 
+@pytest.mark.slow
 def test_fsdp_really_shards_the_large_parameters(sharded_runs):
     fractions = {
         k.split("/shard_fraction/")[1]: v
