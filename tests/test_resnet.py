@@ -4,6 +4,7 @@ sizes, weight standardisation."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mmjax.models.resnet import ResNetStem, StdConv
 
@@ -37,6 +38,7 @@ def test_resnet50_has_the_published_convolutions_and_a_7x7_grid_at_224():
     assert out.shape == (2, 49, 256)
 
 
+@pytest.mark.slow  # compiles a ResNet forward pass: about 20 s
 def test_small_variants_run_and_give_the_documented_grids():
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 75, 75, 3)), jnp.uint8)
     small = ResNetStem(width=16, variant="resnet_small", posemb="sincos2d")
