@@ -36,7 +36,27 @@ def split_words(text: str) -> list[str]:
     return _TOKEN_RE.findall(text.lower())
 
 
-class WordTokenizer:
+class _Encoding:
+    """encode / encode_batch for tokenizers that define tokens_to_ids(text) -> list[int]."""
+
+    def encode(
+        self, text: str, max_len: int, add_bos: bool = True, add_eos: bool = True
+    ) -> np.ndarray:
+        """Encodes `text` to int32[max_len]: [bos] tokens [eos] followed by pad (0).
+
+        Raises ValueError when `text` has no tokens or does not fit in `max_len`.
+        """
+        return _pad_ids(self.tokens_to_ids(text), text, max_len, add_bos, add_eos)
+
+    def encode_batch(
+        self, texts: Iterable[str], max_len: int, add_bos: bool = True, add_eos: bool = True
+    ) -> np.ndarray:
+        """Encodes each text as `encode` does; returns int32[len(texts), max_len]."""
+        rows = [self.encode(text, max_len, add_bos, add_eos) for text in texts]
+        return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
+
+
+class WordTokenizer(_Encoding):
     """Maps text to int32 ids and back with a fixed word vocabulary.
 
     Attributes:
@@ -67,22 +87,6 @@ class WordTokenizer:
     def tokens_to_ids(self, text: str) -> list[int]:
         """Returns the ids of `text`'s tokens (unknown words map to unk), without bos/eos."""
         return [self._ids.get(token, UNK) for token in split_words(text)]
-
-    def encode(
-        self, text: str, max_len: int, add_bos: bool = True, add_eos: bool = True
-    ) -> np.ndarray:
-        """Encodes `text` to int32[max_len]: [bos] tokens [eos] followed by pad (0).
-
-        Raises ValueError when `text` has no tokens or does not fit in `max_len`.
-        """
-        return _pad_ids(self.tokens_to_ids(text), text, max_len, add_bos, add_eos)
-
-    def encode_batch(
-        self, texts: Iterable[str], max_len: int, add_bos: bool = True, add_eos: bool = True
-    ) -> np.ndarray:
-        """Encodes each text as `encode` does; returns int32[len(texts), max_len]."""
-        rows = [self.encode(text, max_len, add_bos, add_eos) for text in texts]
-        return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Joins the tokens of `ids` with spaces, skipping pad and bos and stopping at eos.
@@ -132,7 +136,7 @@ def _pad_ids(ids: list[int], text: str, max_len: int, add_bos: bool, add_eos: bo
     return out
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_Encoding):
     """Maps text to int32 ids and back with a SentencePiece model.
 
     Same interface as WordTokenizer (encode / encode_batch / decode / vocab_size / save / load).
@@ -231,22 +235,6 @@ class SentencePieceTokenizer:
     def tokens_to_ids(self, text: str) -> list[int]:
         """Returns the piece ids of `text` (unseen characters map to unk), without bos/eos."""
         return self._sp.encode(text, out_type=int)
-
-    def encode(
-        self, text: str, max_len: int, add_bos: bool = True, add_eos: bool = True
-    ) -> np.ndarray:
-        """Encodes `text` to int32[max_len]: [bos] pieces [eos] followed by pad (0).
-
-        Raises ValueError when `text` has no pieces or does not fit in `max_len`.
-        """
-        return _pad_ids(self.tokens_to_ids(text), text, max_len, add_bos, add_eos)
-
-    def encode_batch(
-        self, texts: Iterable[str], max_len: int, add_bos: bool = True, add_eos: bool = True
-    ) -> np.ndarray:
-        """Encodes each text as `encode` does; returns int32[len(texts), max_len]."""
-        rows = [self.encode(text, max_len, add_bos, add_eos) for text in texts]
-        return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Detokenizes `ids`, skipping pad and bos and stopping at eos.
