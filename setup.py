@@ -23,6 +23,7 @@ setup(
         "tensorboardX>=2.6,<3",
         "tqdm>=4.66,<5",
         "sentencepiece>=0.2.0,<0.3",  # tested with 0.2.0 and 0.2.3
+        "pillow>=10,<14",  # PNG/JPEG reading and writing; tested with 13.0
     ],
     extras_require={
         # Caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D); PTB tokenization and METEOR also
