@@ -1,0 +1,177 @@
+"""mmjax.predict on a saved tiny VQA run: the CLI and the API answer as the evaluators' predict
+does, bad inputs stop with errors that name them, and only the parameters are read back."""
+
+import functools
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmjax import predict
+from mmjax.config_loader import load_config
+from mmjax.data import pipeline, sort_of_clevr, sources
+from mmjax.interpret.overlay import overlay
+from mmjax.tasks.vqa import VQATask
+from mmjax.train.checkpoints import Checkpointer, CheckpointError, restore_params
+from mmjax.train.optimizer import make_optimizer
+from mmjax.train.trainer import init_train_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
+STEP = 7
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A workdir as mmjax.main leaves it (config.json, checkpoints/7) and the test batch.
+
+    The parameters are the tiny model's initial ones, perturbed so that the answer head is not
+    zero (an untrained head answers "yes" to everything, which any bug would reproduce).
+    """
+    root = tmp_path_factory.mktemp("predict")
+    config = load_config(
+        f"{CONFIG}:size=tiny,num_train=8,num_test=4", [f"data.data_dir={root / 'data'}"]
+    )
+    sources.prepare(config.data)
+    task = VQATask(config)
+    source = sources.get_source(config.data, "test")
+    batch = next(iter(pipeline.eval_dataset(source, task.preprocess, 4, 0, 1)))
+    optimizer = make_optimizer(config.optim, config.total_steps)
+    rng = jax.random.key_data(jax.random.key(0))
+    state = jax.jit(functools.partial(init_train_state, task, optimizer))(rng, batch)
+    params = jax.tree.map(
+        lambda x: x + 0.5 * np.cos(np.arange(x.size) * 0.7).reshape(x.shape).astype(x.dtype),
+        state.params,
+    )
+    state = state.replace(step=state.step + STEP, params=params)
+    workdir = root / "run"
+    os.makedirs(workdir)
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    checkpointer = Checkpointer(str(workdir / "checkpoints"))
+    checkpointer.save(STEP, state, {})
+    checkpointer.close()
+    # What the classification evaluator scores: the task's predict on a pipeline batch.
+    expected = jax.device_get(jax.jit(task.predict)(params, batch))
+    return str(workdir), source, batch, params, expected
+
+
+def _cli(*args):
+    cmd = [sys.executable, "-m", "mmjax.predict", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_api_answers_every_question_as_the_evaluators_predict(saved_run):
+    workdir, source, batch, _, expected = saved_run
+    model = predict.load(workdir)
+    assert model.run.step == STEP and model.task_name == "vqa"
+    texts = [t.decode() for t in source[0]["questions"]["text"]]
+    answers = [model.answer(batch["image"][0], text) for text in texts]
+    assert [a.index for a in answers] == list(expected["answer"][0])
+    np.testing.assert_allclose(
+        [a.probability for a in answers], expected["probability"][0], rtol=1e-5
+    )
+    assert len({a.index for a in answers}) > 1  # the perturbed head does not answer uniformly
+
+
+def test_cli_answers_the_stored_question_as_the_evaluators_predict(saved_run, tmp_path):
+    workdir, source, batch, _, expected = saved_run
+    image_path = tmp_path / "scene.png"
+    Image.fromarray(batch["image"][1]).save(image_path)
+    q = 3
+    question = source[1]["questions"]["text"][q].decode()
+    result = _cli(f"--workdir={workdir}", f"--image={image_path}", f"--question={question}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = sort_of_clevr.ANSWERS[expected["answer"][1, q]]
+    assert result.stdout.strip() == f"{answer} (probability {expected['probability'][1, q]:.3f})"
+
+
+def test_restore_params_reads_the_saved_parameters_only(saved_run):
+    workdir, _, _, params, _ = saved_run
+    step, restored = restore_params(os.path.join(workdir, "checkpoints"))
+    assert step == STEP
+    jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(params))
+    with pytest.raises(CheckpointError, match="no checkpoint of step 3 .* it has \\[7\\]"):
+        restore_params(os.path.join(workdir, "checkpoints"), step=3)
+
+
+def test_bad_inputs_name_the_problem(saved_run, tmp_path):
+    workdir, _, batch, _, _ = saved_run
+    model = predict.load(workdir)
+    question = "is the red object on the left?"
+    with pytest.raises(predict.InputError, match="no image file at"):
+        model.answer(tmp_path / "missing.png", question)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(predict.InputError, match="cannot read .*notes.png.* as a PNG or JPEG"):
+        model.answer(tmp_path / "notes.png", question)
+    Image.fromarray(batch["image"][0]).save(tmp_path / "scene.gif")
+    with pytest.raises(predict.InputError, match="is a GIF image; PNG or JPEG"):
+        model.answer(tmp_path / "scene.gif", question)
+    Image.fromarray(batch["image"][0][:64]).convert("L").save(tmp_path / "small.jpg")
+    with pytest.raises(predict.InputError, match="is 75x64 pixels; this model takes 75x75"):
+        model.answer(tmp_path / "small.jpg", question)
+    with pytest.raises(predict.InputError, match=r"outside the vocabulary: \['purple'\]"):
+        model.answer(batch["image"][0], "is the purple object on the left?")
+    with pytest.raises(predict.InputError, match="needs 23 tokens .* max_len=16"):
+        model.answer(batch["image"][0], "is the red object on the left " * 3)
+    with pytest.raises(predict.InputError, match="needs a run of task 'captioning'"):
+        model.caption(batch["image"][0])
+    with pytest.raises(predict.InputError, match="has no config.json"):
+        predict.load(tmp_path)
+
+
+def test_attention_rollout_of_the_model_and_its_overlay(saved_run):
+    workdir, source, batch, _, expected = saved_run
+    model = predict.load(workdir)
+    question = source[2]["questions"]["text"][5].decode()
+    maps = model.attention(batch["image"][2], question)
+    # The attention-returning pass is the same function as predict.
+    assert int(np.argmax(maps.logits[0, 0])) == expected["answer"][2, 5]
+    assert maps.grid == (5, 5) and len(maps.layers) == 1  # conv stem: 5x5 tokens; depth 1
+    np.testing.assert_allclose(maps.rollout.sum(-1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(maps.layers[0].sum(-1), 1.0, rtol=1e-5)
+    relevance = maps.relevance[0, 0]
+    assert relevance.shape == (25,) and np.all(relevance >= 0) and 0 < relevance.sum() < 1
+    image = overlay(batch["image"][2], relevance.reshape(maps.grid))
+    assert image.shape == batch["image"][2].shape and image.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_cli_bad_image_is_one_line_and_exit_2(saved_run, tmp_path):
+    workdir, _, batch, _, _ = saved_run
+    Image.fromarray(batch["image"][0][:, :70]).save(tmp_path / "narrow.png")
+    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'narrow.png'}", "--question=x")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mmjax: input error: '{tmp_path / 'narrow.png'}' is 70x75 pixels; this model takes "
+        "75x75 images (config.data.image_size)"
+    )
+
+
+@pytest.mark.slow
+def test_cli_writes_the_attention_overlay_at_the_image_size(saved_run, tmp_path):
+    workdir, source, batch, _, _ = saved_run
+    Image.fromarray(batch["image"][0]).save(tmp_path / "scene.png")
+    question = source[0]["questions"]["text"][0].decode()
+    out = tmp_path / "attention.png"
+    result = _cli(
+        f"--workdir={workdir}",
+        f"--image={tmp_path / 'scene.png'}",
+        f"--question={question}",
+        f"--attention_out={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(out) as image:
+        assert image.size == (75, 75) and image.mode == "RGB"
+
+
+def test_closest_question_tells_dataset_questions_from_others():
+    assert predict.predictor.closest_question("Is the RED object on the left ?") == (
+        True,
+        "is the red object on the left?",
+    )
+    known, closest = predict.predictor.closest_question("is the red object left")
+    assert not known and closest == "is the red object on the left?"
