@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmjax import predict
+from mmjax import predict, tasks
 from mmjax.config_loader import load_config
 from mmjax.data import pipeline, sort_of_clevr, sources
 from mmjax.interpret.overlay import overlay
-from mmjax.tasks.vqa import VQATask
 from mmjax.train.checkpoints import Checkpointer, CheckpointError, restore_params
 from mmjax.train.optimizer import make_optimizer
 from mmjax.train.trainer import init_train_state
@@ -25,19 +24,20 @@ CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
 STEP = 7
 
 
-@pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    """A workdir as mmjax.main leaves it (config.json, checkpoints/7) and the test batch.
+def save_run(root, config_file, arg):
+    """A workdir as mmjax.main leaves it (config.json, tokenizer, checkpoints/7) for a config.
 
-    The parameters are the tiny model's initial ones, perturbed so that the answer head is not
-    zero (an untrained head answers "yes" to everything, which any bug would reproduce).
+    The parameters are the model's initial ones, perturbed so that no output layer is zero (an
+    untrained VQA head answers "yes" to everything, which any bug would reproduce). Returns
+    (workdir, task, test source, the first test batch of 4, params).
     """
-    root = tmp_path_factory.mktemp("predict")
-    config = load_config(
-        f"{CONFIG}:size=tiny,num_train=8,num_test=4", [f"data.data_dir={root / 'data'}"]
-    )
+    config = load_config(f"{config_file}:{arg}", [f"data.data_dir={root / 'data'}"])
     sources.prepare(config.data)
-    task = VQATask(config)
+    task = tasks.build_task(config)
+    workdir = root / "run"
+    os.makedirs(workdir)
+    if hasattr(task, "prepare"):
+        task.prepare(str(workdir))
     source = sources.get_source(config.data, "test")
     batch = next(iter(pipeline.eval_dataset(source, task.preprocess, 4, 0, 1)))
     optimizer = make_optimizer(config.optim, config.total_steps)
@@ -48,15 +48,22 @@ def saved_run(tmp_path_factory):
         state.params,
     )
     state = state.replace(step=state.step + STEP, params=params)
-    workdir = root / "run"
-    os.makedirs(workdir)
     (workdir / "config.json").write_text(config.to_json(indent=2))
     checkpointer = Checkpointer(str(workdir / "checkpoints"))
     checkpointer.save(STEP, state, {})
     checkpointer.close()
+    return str(workdir), task, source, batch, params
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A saved tiny VQA run, and what the evaluators score on its first test batch."""
+    root = tmp_path_factory.mktemp("predict")
+    arg = "size=tiny,num_train=8,num_test=4"
+    workdir, task, source, batch, params = save_run(root, CONFIG, arg)
     # What the classification evaluator scores: the task's predict on a pipeline batch.
     expected = jax.device_get(jax.jit(task.predict)(params, batch))
-    return str(workdir), source, batch, params, expected
+    return workdir, source, batch, params, expected
 
 
 def _cli(*args):
@@ -175,3 +182,65 @@ def test_closest_question_tells_dataset_questions_from_others():
     )
     known, closest = predict.predictor.closest_question("is the red object left")
     assert not known and closest == "is the red object on the left?"
+
+
+@pytest.mark.slow
+def test_captioning_run_captions_as_its_predict(tmp_path):
+    config = os.path.join(ROOT, "configs", "caption_transformer.py")
+    workdir, task, _, batch, params = save_run(tmp_path, config, "size=tiny,num_train=8,num_test=4")
+    expected = jax.device_get(jax.jit(task.predict)(params, batch))
+    caption = predict.load(workdir).caption(batch["image"][2])
+    assert caption.text == task.tokenizer.decode(expected["tokens"][2]) and caption.text
+    np.testing.assert_allclose(caption.logprob, expected["logprob"][2], rtol=1e-4)
+    Image.fromarray(batch["image"][2]).save(tmp_path / "scene.png")
+    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(caption.text + " (log-probability ")
+
+
+@pytest.mark.slow
+def test_retrieval_run_ranks_captions_by_the_embeddings_of_its_predict(tmp_path):
+    config = os.path.join(ROOT, "configs", "retrieval_dual_encoder.py")
+    workdir, task, source, batch, params = save_run(
+        tmp_path, config, "size=tiny,num_train=8,num_test=4"
+    )
+    expected = jax.device_get(jax.jit(task.predict)(params, batch))
+    captions = [c.decode() for c in source[0]["captions"]] + [source[1]["captions"][0].decode()]
+    ranked = predict.load(workdir).rank(batch["image"][0], captions)
+    texts = np.concatenate([expected["text_embedding"][0], expected["text_embedding"][1, :1]])
+    similarity = texts @ expected["image_embedding"][0]
+    assert [r.text for r in ranked] == [captions[i] for i in np.argsort(-similarity)]
+    np.testing.assert_allclose([r.similarity for r in ranked], np.sort(similarity)[::-1], rtol=1e-4)
+    Image.fromarray(batch["image"][0]).save(tmp_path / "scene.png")
+    flags = [f"--caption={c}" for c in captions[:2]]
+    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(result.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_cli_on_a_run_trained_by_main_answers_as_the_evaluators_predict(tmp_path):
+    data_dir, workdir = tmp_path / "data", tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmjax.main",
+        f"--config={CONFIG}:size=tiny,num_train=16,num_test=4",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        "--config.total_steps=6",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = predict.load(workdir)
+    assert model.run.step == 6
+    source = sources.get_source(model.run.config.data, "test")
+    batch = next(iter(pipeline.eval_dataset(source, model.task.preprocess, 4, 0, 1)))
+    expected = jax.device_get(jax.jit(model.task.predict)(model.params, batch))
+    Image.fromarray(batch["image"][3]).save(tmp_path / "scene.png")
+    question = source[3]["questions"]["text"][12].decode()
+    image = tmp_path / "scene.png"
+    result = _cli(f"--workdir={workdir}", f"--image={image}", f"--question={question}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = sort_of_clevr.ANSWERS[expected["answer"][3, 12]]
+    assert result.stdout.strip() == f"{answer} (probability {expected['probability'][3, 12]:.3f})"
