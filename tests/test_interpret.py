@@ -57,8 +57,8 @@ def test_joint_attention_of_shared_image_tokens_and_answer_relevance():
 
 def test_overlay_keeps_the_size_and_colours_only_where_the_map_is():
     image = np.full((30, 45, 3), 255, np.uint8)
-    heat = np.zeros((2, 3))
-    np.testing.assert_array_equal(overlay(image, heat), image)
+    heat = np.full((2, 3), 0.4)
+    np.testing.assert_array_equal(overlay(image, heat), image)  # even attention marks nothing
     heat[0, 0] = 2.0
     out = overlay(image, heat, alpha=1.0)
     assert out.shape == image.shape and out.dtype == np.uint8

@@ -33,9 +33,10 @@ def upsample(heat, size: tuple[int, int]) -> np.ndarray:
 def overlay(image, heat, alpha: float = 0.6) -> np.ndarray:
     """`image` uint8 [H, W, 3] with `heat` [h, w] drawn over it: uint8 [H, W, 3].
 
-    The map is scaled so that its maximum is 1 (an all-zero map stays 0), upsampled to the
-    image, coloured, and blended as (1 - alpha * m) * image + alpha * m * colour(m), so pixels
-    with no weight keep their colours and the most relevant ones take the map's.
+    The map is scaled to m in [0, 1] by its minimum and maximum (a constant map gives m = 0:
+    attention spread evenly singles out nothing), upsampled to the image, coloured, and
+    blended as (1 - alpha * m) * image + alpha * m * colour(m), so the least relevant pixels
+    keep their colours and the most relevant ones take the map's.
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -43,8 +44,8 @@ def overlay(image, heat, alpha: float = 0.6) -> np.ndarray:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha={alpha} must lie in [0, 1]")
     heat = np.asarray(heat, np.float64)
-    peak = heat.max() if heat.size else 0.0
-    m = upsample(heat / peak if peak > 0 else np.zeros_like(heat), image.shape[:2])
+    spread = np.ptp(heat) if heat.size else 0.0
+    m = upsample((heat - heat.min()) / spread if spread > 0 else 0 * heat, image.shape[:2])
     m = np.clip(m, 0.0, 1.0)[..., None]
     blended = (1 - alpha * m) * image + alpha * m * colorize(m[..., 0])
     return np.round(blended).astype(np.uint8)
