@@ -196,6 +196,11 @@ def test_captioning_run_captions_as_its_predict(tmp_path):
     result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(caption.text + " (log-probability ")
+    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", "--question=what?")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mmjax: input error: --question does not apply to a 'captioning' run"
+    )
 
 
 @pytest.mark.slow

@@ -73,6 +73,8 @@ def _input_error(message: str):
 
 
 COMMANDS = {"vqa": _vqa, "captioning": _captioning, "retrieval": _retrieval}
+# The task-specific flags each task reads; another task's flag is a mistake, not a no-op.
+TASK_FLAGS = {"vqa": {"question", "attention_out"}, "captioning": set(), "retrieval": {"caption"}}
 
 
 def main(argv) -> None:
@@ -96,6 +98,10 @@ def main(argv) -> None:
                 f"the command line does not handle task {predictor.task_name!r}; it handles "
                 f"{sorted(COMMANDS)} (use mmjax.predict.load in Python)"
             )
+        given = {name for name in ("question", "caption", "attention_out") if FLAGS[name].present}
+        extra = sorted(given - TASK_FLAGS[predictor.task_name])
+        if extra:
+            raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")
         predictor.image(FLAGS.image)  # a bad file stops here, before anything compiles
         command(predictor)
     except (InputError, ConfigError) as error:
