@@ -249,6 +249,7 @@ def test_evaluators_score_padded_batches_and_save_a_grid(setup, tmp_path):
     assert scores["majority_shape"] == pytest.approx(majority[:6].mean())
 
 
+@pytest.mark.slow
 def test_main_trains_evaluates_and_writes_grids(tmp_path):
     cmd = [
         sys.executable,
