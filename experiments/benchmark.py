@@ -1,0 +1,166 @@
+"""Speed benchmarks: against the machine's peak and against what users would pick instead.
+
+  python -m experiments.benchmark            # about 10 minutes on 2 CPU cores
+  python -m experiments.benchmark --quick    # about 1.5 minutes: the VQA task only, fewer reps
+  python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
+
+Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
+(`--results=PATH` elsewhere) with their tables, the goals and the command:
+
+1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
+2. train_step: each task's default config (`benchmarks/train_steps.py`);
+3. attention: ours against jax.nn.dot_product_attention and einsums (`benchmarks/attention.py`);
+4. pipeline: grain's supply against the step's demand (`benchmarks/input_pipeline.py`);
+5. vilt: Hugging Face ViLT at the VQA model's shape (`benchmarks/vilt.py`; needs `.[bench]`);
+6. time_to_accuracy, with `--full` only (`benchmarks/time_to_accuracy.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+
+import jax
+
+from experiments.benchmarks import (
+    attention,
+    input_pipeline,
+    report,
+    time_to_accuracy,
+    timing,
+    train_steps,
+    vilt,
+)
+
+RESULTS = os.path.join(os.path.dirname(__file__), "benchmarks", "RESULTS.md")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much to measure: repetitions (medians are over them) and sizes.
+
+    Attributes:
+      reps: repetitions of every timed measurement.
+      steps: train steps per repetition.
+      tasks: the tasks whose train steps are measured.
+      seq_lens: attention sequence lengths.
+      pipeline_batches: batches per repetition of the pipeline alone.
+      vilt_variants: our VQA variants timed against ViLT (name -> config overrides).
+    """
+
+    reps: int
+    steps: int
+    tasks: tuple[str, ...]
+    seq_lens: tuple[int, ...]
+    pipeline_batches: int
+    vilt_variants: dict
+
+
+SINGLE_STREAM = ["--config.model.share_image=False", "--config.model.question_fusion=tokens"]
+PLANS = {
+    "quick": Plan(3, 5, ("vqa",), (64, 256), 10, {"ours": []}),
+    "default": Plan(
+        7,
+        10,
+        tuple(train_steps.TASK_CONFIGS),
+        (64, 128, 256, 512),
+        30,
+        {"ours": [], "ours_single_stream": SINGLE_STREAM},
+    ),
+}
+
+NOTES = {
+    "ceiling": "The denominator of every utilisation below: XLA's own float32 matmul on all "
+    "cores, measured in the same process as the steps.",
+    "train_step": "The trainer's jitted step (`mmjax.train.trainer.compile_steps`) on a "
+    "constant batch of real examples, run as the loop runs it (the next step dispatched before "
+    "the previous one is waited for). FLOPs are XLA's cost analysis of the compiled step; "
+    "`of ceiling` is the achieved FLOP/s over the matmul ceiling (model FLOPs utilisation).",
+    "attention": attention.__doc__.strip().split("\n\n")[1].replace("\n", " ")
+    + " Batch and heads are the default VQA model's ([8, L, 4, 16]). `speed vs jax.nn` above 1 "
+    "means ours is faster. Without dropout or returned weights ours calls "
+    "jax.nn.dot_product_attention itself, adding only the zeroing of fully masked rows.",
+    "pipeline": input_pipeline.__doc__.strip().split("\n\n")[1].replace("\n", " "),
+    "vilt": vilt.__doc__.strip().split("\n\n", 1)[1].replace("\n\n", " ").replace("\n", " "),
+    "time_to_accuracy": time_to_accuracy.__doc__.strip().split("\n\n")[1].replace("\n", " "),
+}
+
+
+def _emit(line: dict, lines: list[dict]) -> None:
+    lines.append(line)
+    print(json.dumps(line), flush=True)
+
+
+def _machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPU cores ({platform.machine()}), JAX {jax.__version__} on "
+        f"{jax.devices()[0].device_kind} ({len(jax.devices())} device(s)); "
+        f"load average at the start {load} (a shared machine: other jobs ran alongside)."
+    )
+
+
+def run(plan: Plan, full: bool) -> list[dict]:
+    """Runs every measurement of `plan` (and time to accuracy if `full`); returns the lines."""
+    lines: list[dict] = []
+    ceiling = timing.matmul_ceiling(2048, plan.reps)
+    _emit({"section": "ceiling", **ceiling}, lines)
+
+    benches = {}
+    for name in plan.tasks:
+        benches[name] = train_steps.setup(name)
+        _emit(
+            train_steps.measure(benches[name], ceiling["gflops_per_s"], plan.reps, plan.steps),
+            lines,
+        )
+
+    for backward in (False, True):
+        for seq_len in plan.seq_lens:
+            for masked in (False, True):
+                _emit(attention.measure(seq_len, masked, backward, plan.reps), lines)
+
+    for bench in benches.values():
+        _emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps), lines)
+
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print(
+            "vilt: skipped, transformers is not installed (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+    else:
+        variants = {
+            name: benches["vqa"] if not overrides else train_steps.setup("vqa", overrides)
+            for name, overrides in plan.vilt_variants.items()
+        }
+        for line in vilt.measure(variants, plan.reps, max(2, plan.steps // 3)):
+            _emit(line, lines)
+
+    if full:
+        _emit(time_to_accuracy.measure(), lines)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses the flags, runs the benchmark and writes RESULTS.md."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="VQA only, fewer repetitions")
+    parser.add_argument("--full", action="store_true", help="also time to 94%% relational")
+    parser.add_argument("--results", default=RESULTS, help="the Markdown file to rewrite")
+    args = parser.parse_args(argv)
+    lines = run(PLANS["quick" if args.quick else "default"], args.full)
+    command = "python -m experiments.benchmark" + "".join(
+        f" {flag}" for flag, on in (("--quick", args.quick), ("--full", args.full)) if on
+    )
+    with open(args.results, "w") as f:
+        f.write(report.render(lines, command, _machine(), NOTES))
+    print(f"wrote {args.results}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Train-step speed of each task's default config: time, examples/s, FLOPs and utilisation.
+
+The step is the trainer's own (`mmjax.train.trainer.compile_steps`), on the config's mesh and
+shardings, fed one constant batch of real training examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from experiments.benchmarks.timing import interleaved_medians, xla_flops
+from mmjax import tasks
+from mmjax.config_loader import load_config
+from mmjax.data import sources
+from mmjax.train import sharding, trainer
+
+# task -> (config file with arguments, what one example of its batch is). Adding a task to the
+# benchmark is one line here.
+TASK_CONFIGS = {
+    "vqa": ("configs/vqa_transformer.py", "image + its 20 questions"),
+    "captioning": ("configs/caption_transformer.py", "image + its 5 captions"),
+    "retrieval": ("configs/retrieval_dual_encoder.py", "image + 1 caption"),
+}
+
+
+@dataclasses.dataclass
+class StepSetup:
+    """A task's config, source, compiled steps, and a state and batch to run them on.
+
+    Attributes:
+      name: the task's name in `TASK_CONFIGS`.
+      example: what one example of the batch is, in words.
+      config: the loaded config.
+      task: the built task (prepared: tokenizers built).
+      mesh: the config's device mesh.
+      source: the training split, random access.
+      steps: the trainer's compiled functions.
+      state: the current TrainState (donated by each step, so always use the latest).
+      batch: a constant global batch of the first `config.batch_size` training examples.
+    """
+
+    name: str
+    example: str
+    config: object
+    task: object
+    mesh: jax.sharding.Mesh
+    source: object
+    steps: trainer.CompiledSteps
+    state: object
+    batch: dict
+
+    def run(self, steps: int, next_batch: Callable[[], dict] | None = None) -> None:
+        """Runs `steps` train steps the way the trainer's loop does, then waits for the last.
+
+        Each step is dispatched before the previous one's metrics are waited for, so preparing
+        the next batch overlaps the running step. Batches come from `next_batch` (default:
+        the constant batch).
+        """
+        previous = None
+        for _ in range(steps):
+            batch = self.batch if next_batch is None else next_batch()
+            self.state, metrics = self.steps.train_step(self.state, batch)
+            if previous is not None:
+                jax.block_until_ready(previous)
+            previous = metrics
+        jax.block_until_ready(previous)
+
+
+def setup(name: str, overrides: list[str] | None = None) -> StepSetup:
+    """Builds the default config of task `name` (with `overrides`) up to a ready train state."""
+    spec, example = TASK_CONFIGS[name]
+    config = load_config(spec, overrides or [])
+    task = tasks.build_task(config)
+    sources.prepare(config.data)
+    if hasattr(task, "prepare"):
+        task.prepare(None)  # a tokenizer built from the data, kept in memory only
+    mesh = trainer.make_mesh(config)
+    trainer.check_batch_sizes(config, mesh)
+    source = sources.get_source(config.data, "train")
+    examples = [task.preprocess(source[i]) for i in range(config.batch_size)]
+    local = jax.tree.map(lambda *xs: np.stack(xs), *examples)
+    batch = sharding.global_batch(local, mesh)
+    steps = trainer.compile_steps(config, task, mesh, batch)
+    return StepSetup(name, example, config, task, mesh, source, steps, steps.init_state(), batch)
+
+
+def measure(bench: StepSetup, ceiling_gflops: float, reps: int, steps: int) -> dict:
+    """One `train_step` line: step time, examples/s and XLA's FLOPs per step.
+
+    Each of `reps` repetitions times `steps` steps run as the trainer's loop runs them.
+    `mfu` is the achieved FLOP/s over `ceiling_gflops`, the measured matmul ceiling (model FLOPs
+    utilisation, counting the FLOPs XLA counts).
+    """
+    flops = xla_flops(bench.steps.train_step, bench.state, bench.batch)
+    seconds = interleaved_medians({"step": lambda: bench.run(steps)}, reps)["step"] / steps
+    params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(bench.state.params))
+    gflops = flops / seconds / 1e9
+    return {
+        "section": "train_step",
+        "task": bench.name,
+        "example": bench.example,
+        "batch_size": bench.config.batch_size,
+        "parameters": params,
+        "step_ms": 1e3 * seconds,
+        "examples_per_s": bench.config.batch_size / seconds,
+        "gflop_per_step": flops / 1e9,
+        "gflops_per_s": gflops,
+        "mfu": gflops / ceiling_gflops,
+    }
