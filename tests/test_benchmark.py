@@ -9,7 +9,12 @@ import pytest
 from experiments.benchmarks import report
 
 LINES = [
-    {"section": "ceiling", "size": 2048, "median_s": 0.25, "gflops_per_s": 68.7},
+    {
+        "section": "ceiling",
+        "shape": "[2048, 2048] x [2048, 2048]",
+        "median_s": 0.25,
+        "gflops_per_s": 68.7,
+    },
     {
         "section": "train_step",
         "task": "vqa",
@@ -73,7 +78,7 @@ def test_render_tables_and_goals():
     vilt_goal = next(row for key, row in goals.items() if "ViLT" in key)
     assert vilt_goal.endswith("| n/a | not measured |")
     # One table row per line, in its section, with the numbers formatted.
-    assert "| 2048 | 0.2500 | 68.7 |" in text
+    assert "| [2048, 2048] x [2048, 2048] | 0.25 | 68.7 |" in text
     row = "| vqa | image + its 20 questions | 8 | 160,674 | 50.0 | 160.0 | 0.96 | 19.20 | 28.0% |"
     assert row in text
     assert "| forward | key padding | 64 | [8, 64, 4, 16] | 1.000 | 1.500 | 1.200 | 1.50x |" in text

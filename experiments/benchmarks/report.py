@@ -15,8 +15,8 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "ceiling": (
         "Machine ceiling: float32 matmul through XLA",
         [
-            ("size", "matrix size", "{}"),
-            ("median_s", "median s", "{:.4f}"),
+            ("shape", "matmul", "{}"),
+            ("median_s", "median s per matmul", "{:.3g}"),
             ("gflops_per_s", "GFLOP/s", "{:.1f}"),
         ],
     ),

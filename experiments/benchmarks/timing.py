@@ -40,12 +40,13 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def xla_flops(jitted: Callable, *args) -> float:
-    """FLOPs of one call of `jitted` on `args`, from XLA's cost analysis of the compiled program.
+def xla_flops(compiled) -> float:
+    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`).
 
-    Counts what XLA counts: 2 m n k per matmul, plus elementwise and reduction operations.
+    From XLA's cost analysis, so it counts what XLA counts: 2 m n k per matmul, plus the
+    elementwise and reduction operations.
     """
-    analysis = jitted.lower(*args).compile().cost_analysis()
+    analysis = compiled.cost_analysis()
     if isinstance(analysis, list | tuple):  # older JAX: one dict per program
         analysis = analysis[0]
     if not analysis or "flops" not in analysis:
@@ -53,19 +54,29 @@ def xla_flops(jitted: Callable, *args) -> float:
     return float(analysis["flops"])
 
 
-def matmul_ceiling(size: int, reps: int) -> dict[str, float]:
-    """GFLOP/s of a [size, size] x [size, size] float32 matmul through XLA, in this process.
+def matmul_ceiling(m: int, k: int, n: int, reps: int) -> dict:
+    """GFLOP/s of an [m, k] x [k, n] float32 matmul through XLA, in this process.
 
-    The machine's practical peak for dense float32 compute: the denominator of the model FLOPs
-    utilisation of the train steps.
+    A large square one is the machine's practical peak for dense float32 compute, the
+    denominator of the train steps' model FLOPs utilisation; a thin one (k and n the models'
+    width) shows what XLA reaches on the matmul shapes the small models are made of.
     """
-    keys = jax.random.split(jax.random.key(0))
-    a, b = (jax.random.normal(k, (size, size), jnp.float32) for k in keys)
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (m, k), jnp.float32)
+    b = jax.random.normal(key_b, (k, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
-    seconds = interleaved_medians({"matmul": lambda: matmul(a, b).block_until_ready()}, reps)
-    flops = 2.0 * size**3
+    # Thin matmuls take microseconds: repeat them to about 50 ms per timed repetition.
+    calls = max(1, int(5e8 / (m * k * n)))
+
+    def run():
+        for _ in range(calls):
+            out = matmul(a, b)
+        out.block_until_ready()
+
+    seconds = interleaved_medians({"matmul": run}, reps)["matmul"] / calls
     return {
-        "size": size,
-        "median_s": seconds["matmul"],
-        "gflops_per_s": flops / seconds["matmul"] / 1e9,
+        "section": "ceiling",
+        "shape": f"[{m}, {k}] x [{k}, {n}]",
+        "median_s": seconds,
+        "gflops_per_s": 2.0 * m * k * n / seconds / 1e9,
     }
