@@ -92,9 +92,33 @@ NOTES = {
 }
 
 
-def _emit(line: dict, lines: list[dict]) -> None:
-    lines.append(line)
-    print(json.dumps(line), flush=True)
+class Results:
+    """Prints each measurement as a JSON line and keeps RESULTS.md up to date with them.
+
+    The file is rewritten after every line, marked incomplete until `finish`, so a run
+    stopped early (Ctrl-C on a busy machine) still leaves the tables of what it measured.
+    """
+
+    def __init__(self, path: str, command: str, machine: str):
+        self.path, self.command, self.machine = path, command, machine
+        self.lines: list[dict] = []
+
+    def _write(self, complete: bool) -> None:
+        text = report.render(self.lines, self.command, self.machine, NOTES, complete)
+        with open(self.path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(self.path + ".tmp", self.path)
+
+    def emit(self, line: dict) -> None:
+        """Prints `line` and adds it to RESULTS.md."""
+        self.lines.append(line)
+        print(json.dumps(line), flush=True)
+        self._write(complete=False)
+
+    def finish(self) -> None:
+        """Writes RESULTS.md without the incomplete mark."""
+        self._write(complete=True)
+        print(f"wrote {self.path}", file=sys.stderr)
 
 
 def _machine() -> str:
@@ -106,47 +130,49 @@ def _machine() -> str:
     )
 
 
-def run(plan: Plan, full: bool) -> list[dict]:
-    """Runs every measurement of `plan` (and time to accuracy if `full`); returns the lines."""
-    lines: list[dict] = []
+def run(plan: Plan, full: bool, results: Results) -> None:
+    """Runs every measurement of `plan` (and time to accuracy if `full`) into `results`.
+
+    Those the goals are about come first: the VQA step, its pipeline, ViLT, attention.
+    """
+    emit = results.emit
     ceiling = timing.matmul_ceiling(2048, 2048, 2048, plan.reps)
-    _emit(ceiling, lines)
-    _emit(timing.matmul_ceiling(4096, 64, 64, plan.reps), lines)  # the VQA model's width
+    emit(ceiling)
+    emit(timing.matmul_ceiling(4096, 64, 64, plan.reps))  # the VQA model's width
+    peak = ceiling["gflops_per_s"]
 
-    benches = {}
-    for name in plan.tasks:
-        benches[name] = train_steps.setup(name)
-        _emit(
-            train_steps.measure(benches[name], ceiling["gflops_per_s"], plan.reps, plan.steps),
-            lines,
-        )
-
-    for backward in (False, True):
-        for seq_len in plan.seq_lens:
-            for masked in (False, True):
-                _emit(attention.measure(seq_len, masked, backward, plan.reps), lines)
-
-    for bench in benches.values():
-        _emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps), lines)
+    vqa = train_steps.setup("vqa")
+    emit(train_steps.measure(vqa, peak, plan.reps, plan.steps))
+    emit(input_pipeline.measure(vqa, plan.pipeline_batches, plan.reps, plan.steps))
 
     try:
         import transformers  # noqa: F401
     except ImportError:
-        print(
-            "vilt: skipped, transformers is not installed (pip install -e '.[bench]')",
-            file=sys.stderr,
-        )
+        print("vilt: skipped, transformers is missing (pip install -e '.[bench]')", file=sys.stderr)
     else:
         variants = {
-            name: benches["vqa"] if not overrides else train_steps.setup("vqa", overrides)
+            name: train_steps.setup("vqa", overrides) if overrides else vqa
             for name, overrides in plan.vilt_variants.items()
         }
         for line in vilt.measure(variants, plan.reps, max(1, plan.steps // 3)):
-            _emit(line, lines)
+            emit(line)
+        del variants
+
+    for backward in (False, True):
+        for seq_len in plan.seq_lens:
+            for masked in (False, True):
+                emit(attention.measure(seq_len, masked, backward, plan.reps))
+
+    for name in plan.tasks:
+        if name == "vqa":
+            continue
+        bench = train_steps.setup(name)
+        emit(train_steps.measure(bench, peak, plan.reps, plan.steps))
+        emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
+        del bench
 
     if full:
-        _emit(time_to_accuracy.measure(), lines)
-    return lines
+        emit(time_to_accuracy.measure())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,14 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="also time to 94%% relational")
     parser.add_argument("--results", default=RESULTS, help="the Markdown file to rewrite")
     args = parser.parse_args(argv)
-    machine = _machine()  # the load average before this run adds its own
-    lines = run(PLANS["quick" if args.quick else "default"], args.full)
     command = "python -m experiments.benchmark" + "".join(
         f" {flag}" for flag, on in (("--quick", args.quick), ("--full", args.full)) if on
     )
-    with open(args.results, "w") as f:
-        f.write(report.render(lines, command, machine, NOTES))
-    print(f"wrote {args.results}", file=sys.stderr)
+    # The load average before this run adds its own.
+    results = Results(args.results, command, _machine())
+    run(PLANS["quick" if args.quick else "default"], args.full, results)
+    results.finish()
 
 
 if __name__ == "__main__":

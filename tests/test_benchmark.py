@@ -84,6 +84,11 @@ def test_render_tables_and_goals():
     assert "| forward | key padding | 64 | [8, 64, 4, 16] | 1.000 | 1.500 | 1.200 | 1.50x |" in text
     assert "\nN.\n" in text
     assert "## Against Hugging Face ViLT" not in text  # sections without lines are left out
+    assert "Incomplete" not in text
+    partial = report.render(LINES[:2], "cmd", "machine", {}, complete=False)
+    assert (
+        "**Incomplete**: the run was still going, or was stopped, after 2 measurements" in partial
+    )
 
 
 def test_line_missing_a_field_is_refused_by_name():

@@ -186,7 +186,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render(lines: list[dict], command: str, machine: str, notes: dict[str, str]) -> str:
+def render(
+    lines: list[dict], command: str, machine: str, notes: dict[str, str], complete: bool = True
+) -> str:
     """RESULTS.md for `lines`: the command, the machine, the goals, one table per section.
 
     Args:
@@ -194,6 +196,7 @@ def render(lines: list[dict], command: str, machine: str, notes: dict[str, str])
       command: the command that produced them.
       machine: one line describing where they ran.
       notes: section -> a paragraph printed under its table (method, differences).
+      complete: False marks the file as holding only what a running or stopped run measured.
 
     Raises:
       ValueError naming the line and the fields its table needs that it lacks.
@@ -214,6 +217,14 @@ def render(lines: list[dict], command: str, machine: str, notes: dict[str, str])
         "",
         f"Machine: {machine}",
         "",
+    ]
+    if not complete:
+        out += [
+            f"**Incomplete**: the run was still going, or was stopped, after {len(lines)} "
+            "measurements.",
+            "",
+        ]
+    out += [
         "## Goals",
         "",
     ]
