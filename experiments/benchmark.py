@@ -74,14 +74,15 @@ PLANS = {
 }
 
 NOTES = {
-    "ceiling": "The first row is the denominator of every utilisation below: XLA's own float32 "
-    "matmul on all cores, measured in the same process as the steps. The second is a matmul "
-    "of the default VQA model's width (64): what XLA reaches on the thin matmuls the small "
-    "models are made of.",
+    "ceiling": "XLA's own float32 matmul on all cores; the two shapes timed in turns. The square "
+    "one is the machine's practical peak; the thin one has the default VQA model's width (64): "
+    "what XLA reaches on the matmuls the small models are made of. The train steps' "
+    "utilisation divides by the square matmul timed again in turns with each step.",
     "train_step": "The trainer's jitted step (`mmjax.train.trainer.compile_steps`) on a "
     "constant batch of real examples, run as the loop runs it (the next step dispatched before "
     "the previous one is waited for). FLOPs are XLA's cost analysis of the compiled step; "
-    "`of ceiling` is the achieved FLOP/s over the matmul ceiling (model FLOPs utilisation).",
+    "`of ceiling` is the achieved FLOP/s over the 2048^2 matmul's, the two timed in turns so "
+    "that both see the same load (model FLOPs utilisation).",
     "attention": attention.__doc__.strip().split("\n\n")[1].replace("\n", " ")
     + " Batch and heads are the default VQA model's ([8, L, 4, 16]). `speed vs jax.nn` above 1 "
     "means ours is faster. Without dropout or returned weights ours calls "
@@ -136,13 +137,12 @@ def run(plan: Plan, full: bool, results: Results) -> None:
     Those the goals are about come first: the VQA step, its pipeline, ViLT, attention.
     """
     emit = results.emit
-    ceiling = timing.matmul_ceiling(2048, 2048, 2048, plan.reps)
-    emit(ceiling)
-    emit(timing.matmul_ceiling(4096, 64, 64, plan.reps))  # the VQA model's width
-    peak = ceiling["gflops_per_s"]
+    # The square one is the ceiling; the thin one has the default VQA model's width.
+    for line in timing.matmul_ceilings([train_steps.CEILING, (4096, 64, 64)], max(5, plan.reps)):
+        emit(line)
 
     vqa = train_steps.setup("vqa")
-    emit(train_steps.measure(vqa, peak, plan.reps, plan.steps))
+    emit(train_steps.measure(vqa, plan.reps, plan.steps))
     emit(input_pipeline.measure(vqa, plan.pipeline_batches, plan.reps, plan.steps))
 
     try:
@@ -167,7 +167,7 @@ def run(plan: Plan, full: bool, results: Results) -> None:
         if name == "vqa":
             continue
         bench = train_steps.setup(name)
-        emit(train_steps.measure(bench, peak, plan.reps, plan.steps))
+        emit(train_steps.measure(bench, plan.reps, plan.steps))
         emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
         del bench
 

@@ -31,6 +31,7 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("examples_per_s", "examples/s", "{:.1f}"),
             ("gflop_per_step", "GFLOP/step (XLA)", "{:.3g}"),
             ("gflops_per_s", "GFLOP/s", "{:.2f}"),
+            ("ceiling_gflops_per_s", "ceiling GFLOP/s, in turns", "{:.1f}"),
             ("mfu", "of ceiling", "{:.1%}"),
         ],
     ),

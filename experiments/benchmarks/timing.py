@@ -54,29 +54,39 @@ def xla_flops(compiled) -> float:
     return float(analysis["flops"])
 
 
-def matmul_ceiling(m: int, k: int, n: int, reps: int) -> dict:
-    """GFLOP/s of an [m, k] x [k, n] float32 matmul through XLA, in this process.
+def matmul(m: int, k: int, n: int) -> tuple[Callable[[], None], float]:
+    """A jitted [m, k] x [k, n] float32 matmul: (run, FLOPs per run).
 
-    A large square one is the machine's practical peak for dense float32 compute, the
-    denominator of the train steps' model FLOPs utilisation; a thin one (k and n the models'
-    width) shows what XLA reaches on the matmul shapes the small models are made of.
+    `run` repeats the matmul to about 50 ms (thin ones take microseconds) and waits for it.
     """
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.random.normal(key_a, (m, k), jnp.float32)
     b = jax.random.normal(key_b, (k, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    # Thin matmuls take microseconds: repeat them to about 50 ms per timed repetition.
+    jitted = jax.jit(jnp.matmul)
     calls = max(1, int(5e8 / (m * k * n)))
 
     def run():
         for _ in range(calls):
-            out = matmul(a, b)
+            out = jitted(a, b)
         out.block_until_ready()
 
-    seconds = interleaved_medians({"matmul": run}, reps)["matmul"] / calls
-    return {
-        "section": "ceiling",
-        "shape": f"[{m}, {k}] x [{k}, {n}]",
-        "median_s": seconds,
-        "gflops_per_s": 2.0 * m * k * n / seconds / 1e9,
-    }
+    return run, 2.0 * m * k * n * calls
+
+
+def matmul_ceilings(shapes: list[tuple[int, int, int]], reps: int) -> list[dict]:
+    """`ceiling` lines: GFLOP/s of float32 matmuls of `shapes` (m, k, n) through XLA, in turns.
+
+    A large square one is the machine's practical peak for dense float32 compute; a thin one
+    (k and n a model's width) shows what XLA reaches on the matmuls small models are made of.
+    """
+    runs = {shape: matmul(*shape) for shape in shapes}
+    seconds = interleaved_medians({shape: run for shape, (run, _) in runs.items()}, reps)
+    return [
+        {
+            "section": "ceiling",
+            "shape": f"[{m}, {k}] x [{k}, {n}]",
+            "median_s": seconds[(m, k, n)],
+            "gflops_per_s": runs[(m, k, n)][1] / seconds[(m, k, n)] / 1e9,
+        }
+        for m, k, n in shapes
+    ]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from experiments.benchmarks.timing import interleaved_medians, xla_flops
+from experiments.benchmarks.timing import interleaved_medians, matmul, xla_flops
 from mmjax import tasks
 from mmjax.config_loader import load_config
 from mmjax.data import sources
@@ -93,26 +93,33 @@ def setup(name: str, overrides: list[str] | None = None) -> StepSetup:
     return StepSetup(name, example, config, task, mesh, source, steps, train_step, state, batch)
 
 
-def measure(bench: StepSetup, ceiling_gflops: float, reps: int, steps: int) -> dict:
+CEILING = (2048, 2048, 2048)  # the matmul whose FLOP/s is the utilisation's denominator
+
+
+def measure(bench: StepSetup, reps: int, steps: int) -> dict:
     """One `train_step` line: step time, examples/s and XLA's FLOPs per step.
 
-    Each of `reps` repetitions times `steps` steps run as the trainer's loop runs them.
-    `mfu` is the achieved FLOP/s over `ceiling_gflops`, the measured matmul ceiling (model FLOPs
-    utilisation, counting the FLOPs XLA counts).
+    Each of `reps` repetitions times `steps` steps run as the trainer's loop runs them, in turns
+    with the 2048^2 float32 matmul of `CEILING`, so that both see the same load. `mfu` is the
+    step's FLOP/s over the matmul's (model FLOPs utilisation, counting what XLA counts).
     """
     flops = xla_flops(bench.train_step)
-    seconds = interleaved_medians({"step": lambda: bench.run(steps)}, reps)["step"] / steps
+    ceiling, ceiling_flops = matmul(*CEILING)
+    seconds = interleaved_medians({"step": lambda: bench.run(steps), "ceiling": ceiling}, reps)
+    step_s = seconds["step"] / steps
+    ceiling_gflops = ceiling_flops / seconds["ceiling"] / 1e9
     params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(bench.state.params))
-    gflops = flops / seconds / 1e9
+    gflops = flops / step_s / 1e9
     return {
         "section": "train_step",
         "task": bench.name,
         "example": bench.example,
         "batch_size": bench.config.batch_size,
         "parameters": params,
-        "step_ms": 1e3 * seconds,
-        "examples_per_s": bench.config.batch_size / seconds,
+        "step_ms": 1e3 * step_s,
+        "examples_per_s": bench.config.batch_size / step_s,
         "gflop_per_step": flops / 1e9,
         "gflops_per_s": gflops,
+        "ceiling_gflops_per_s": ceiling_gflops,
         "mfu": gflops / ceiling_gflops,
     }
