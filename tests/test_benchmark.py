@@ -125,3 +125,20 @@ def test_quick_benchmark_prints_complete_lines_and_writes_results(tmp_path):
     text = results.read_text()
     assert "python -m experiments.benchmark --quick" in text
     assert "## Goals" in text and "## Train step of each task's default config" in text
+
+
+def test_time_to_accuracy_reads_evaluations_and_skips_a_line_being_written(tmp_path):
+    from experiments.benchmarks import time_to_accuracy
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(
+        '{"step": 10, "train/loss": 0.9}\n'
+        '{"step": 500, "test/accuracy/relational": 0.41}\n'
+        '{"step": 1000, "test/accuracy/relational": 0.95}\n'
+        '{"step": 1500, "test/accu'
+    )
+    assert time_to_accuracy._evaluations(str(metrics), "test/accuracy/relational") == [
+        (500, 0.41),
+        (1000, 0.95),
+    ]
+    assert time_to_accuracy._evaluations(str(tmp_path / "absent.jsonl"), "x") == []

@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 
-CONFIG = "configs/vqa_transformer.py"
+CONFIG = "configs/vqa_transformer.py"  # relative to the repository
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _evaluations(metrics_path: str, metric: str) -> list[tuple[int, float]]:
@@ -58,7 +59,7 @@ def measure(
         ]
         start = time.perf_counter()
         with open(os.path.join(workdir, "log.txt"), "w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
             reached_at = None
             try:
                 while reached_at is None:

@@ -7,6 +7,7 @@ shardings, fed one constant batch of real training examples.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import jax
@@ -18,8 +19,10 @@ from mmjax.config_loader import load_config
 from mmjax.data import sources
 from mmjax.train import sharding, trainer
 
-# task -> (config file with arguments, what one example of its batch is). Adding a task to the
-# benchmark is one line here.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# task -> (config file with arguments, relative to the repository, and what one example of its
+# batch is). Adding a task to the benchmark is one line here.
 TASK_CONFIGS = {
     "vqa": ("configs/vqa_transformer.py", "image + its 20 questions"),
     "captioning": ("configs/caption_transformer.py", "image + its 5 captions"),
@@ -76,7 +79,7 @@ class StepSetup:
 def setup(name: str, overrides: list[str] | None = None) -> StepSetup:
     """Builds the default config of task `name` (with `overrides`) up to a ready train state."""
     spec, example = TASK_CONFIGS[name]
-    config = load_config(spec, overrides or [])
+    config = load_config(os.path.join(REPO, spec), overrides or [])
     task = tasks.build_task(config)
     sources.prepare(config.data)
     if hasattr(task, "prepare"):
