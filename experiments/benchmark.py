@@ -1,8 +1,10 @@
 """Speed benchmarks: against the machine's peak and against what users would pick instead.
 
-  python -m experiments.benchmark            # about 10 minutes on 2 busy CPU cores
-  python -m experiments.benchmark --quick    # 2-5 minutes there: the VQA task only, fewer reps
+  python -m experiments.benchmark --quick    # the VQA task, fewer reps: 2.3 min of CPU time
+  python -m experiments.benchmark            # every task, more reps and lengths: about 3x that
   python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
+
+(`--quick` took 4.5 minutes of wall time on this 2-core machine at a load average of 10.)
 
 Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
 (`--results=PATH` elsewhere) with their tables, the goals and the command:
