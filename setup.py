@@ -29,6 +29,9 @@ setup(
         # Caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D); PTB tokenization and METEOR also
         # need a Java runtime (tested with OpenJDK 17), without which they are skipped.
         "eval": ["pycocoevalcap>=1.2,<1.3"],
+        # python -m experiments.benchmark: Hugging Face ViLT (PyTorch, CPU) as the comparison;
+        # tested with torch 2.14.1 and transformers 5.24.0.
+        "bench": ["torch>=2.14,<3", "transformers>=5.24,<6"],
         "test": [
             "pytest>=8,<10",
             "ruff>=0.17,<0.18",

@@ -206,7 +206,7 @@ def test_vqa_transformer_variants_shapes(overrides):
     assert inter["text_attention"]["block_0"] == (2, 3, 2, 6, n + 6)
 
 
-@pytest.mark.parametrize("condition_image", [False, True])
+@pytest.mark.parametrize("condition_image", ["none", "shift", "gate"])
 def test_pooled_question_fusion(condition_image):
     images, questions = _vqa_batch()
     model = VQATransformer(

@@ -6,12 +6,15 @@ trainer reads: type, split, batch_size, every) and scores (batch, predictions) p
 
 from mmjax.evaluators.captioning import CaptionEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator
+from mmjax.evaluators.reconstruction import LinearProbeEvaluator, ReconstructionEvaluator
 from mmjax.evaluators.retrieval import RetrievalEvaluator
 from mmjax.evaluators.scene_captions import SceneCaptionEvaluator
 
 EVALUATORS = {
     "captioning": CaptionEvaluator,
     "classification": ClassificationEvaluator,
+    "linear_probe": LinearProbeEvaluator,
+    "reconstruction": ReconstructionEvaluator,
     "retrieval": RetrievalEvaluator,
     "scene_caption": SceneCaptionEvaluator,
 }

@@ -49,8 +49,11 @@ class VQATransformer(nn.Module):
         `pool`, and enters the fusion stream as one token: Q tokens per image instead of Q*L,
         which makes the text side of the fusion L times cheaper).
       question_depth: text-only encoder blocks before pooling, for question_fusion="pooled".
-      condition_image: give each question its own image tokens, shifted by a projection of the
-        pooled question (needs question_fusion="pooled"); costs Q times the image stream.
+      condition_image: "none", or give each question its own image tokens (needs
+        question_fusion="pooled"; costs Q times the image stream): "shift" adds a projection of
+        the pooled question to every image token (an additive FiLM), "gate" multiplies a
+        projection of every image token by a projection of the question, channel by channel,
+        so which channels (e.g. which colour) matter depends on the question from step 0.
       remat: recompute the fusion blocks' activations in the backward pass (less memory).
       scan_layers: run the fusion blocks as one `nn.scan` (parameters stacked under
         "fusion/blocks"; compiles once for any depth).
@@ -83,7 +86,7 @@ class VQATransformer(nn.Module):
     pool: str = "bos"
     question_fusion: str = "tokens"
     question_depth: int = 0
-    condition_image: bool = False
+    condition_image: str = "none"
     remat: bool = False
     scan_layers: bool = False
     head: str = "question_token"
@@ -183,14 +186,25 @@ class VQATransformer(nn.Module):
             )
 
         batch, num_questions = questions.shape[:2]
-        if self.condition_image:
+        if self.condition_image != "none":
             if self.question_fusion != "pooled":
                 raise ValueError("condition_image needs question_fusion='pooled'.")
-            # Every question gets its own copy of the image tokens, each shifted by a projection
-            # of that question, so the per-token MLPs see (token, question) jointly from the
-            # first layer on (an additive FiLM). Q copies of the image stream: Q times its cost.
-            shift = nn.Dense(self.width, name="image_condition", **kw_dtype)(text_tokens)
-            image_tokens = (image_tokens[:, None] + shift).reshape(-1, *image_tokens.shape[1:])
+            # Every question gets its own copy of the image tokens, so the per-token MLPs see
+            # (token, question) jointly from the first layer on. Q copies of the image stream:
+            # Q times its cost.
+            if self.condition_image == "shift":
+                shift = nn.Dense(self.width, name="image_condition", **kw_dtype)(text_tokens)
+                image_tokens = image_tokens[:, None] + shift
+            elif self.condition_image == "gate":
+                gate = nn.Dense(self.width, name="image_gate", **kw_dtype)(text_tokens)
+                image_tokens = nn.Dense(self.width, name="image_gated", **kw_dtype)(image_tokens)
+                image_tokens = image_tokens[:, None] * gate
+            else:
+                raise ValueError(
+                    f"Unknown condition_image {self.condition_image!r}; "
+                    "use 'none', 'shift' or 'gate'."
+                )
+            image_tokens = image_tokens.reshape(-1, *image_tokens.shape[2:])
             text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
             text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
         image_out, text_out, intermediates = MultimodalEncoder(

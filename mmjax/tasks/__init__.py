@@ -9,6 +9,10 @@ def build_task(config):
         from mmjax.tasks.vqa import VQATask
 
         return VQATask(config)
+    if config.task == "autoencoding":
+        from mmjax.tasks.autoencoding import AutoencodingTask
+
+        return AutoencodingTask(config)
     if config.task == "captioning":
         from mmjax.tasks.captioning import CaptioningTask
 
@@ -17,5 +21,5 @@ def build_task(config):
         from mmjax.tasks.retrieval import RetrievalTask
 
         return RetrievalTask(config)
-    known = ["captioning", "retrieval", "vqa"]
+    known = ["autoencoding", "captioning", "retrieval", "vqa"]
     raise ConfigError(f"config.task={config.task!r} is not one of {known}")

@@ -13,9 +13,11 @@ evaluations and checkpoints on their own schedules; SIGTERM/SIGINT save and exit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -117,19 +119,8 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
 
     # ---------------------------------------------------------------- state and shardings
     example = jax.tree.map(lambda x: np.stack([x] * local_batch), task.preprocess(train_source[0]))
-    init_batch = sharding.global_batch(example, mesh)
-    optimizer = make_optimizer(config.optim, config.total_steps)
-    rng = jax.random.key_data(jax.random.key(config.seed))
-
-    def init_state(rng, batch):
-        return init_train_state(task, optimizer, rng, batch)
-
-    abstract = jax.eval_shape(init_state, rng, init_batch)
-    replicated = sharding.replicated(mesh)
-    state_sharding = sharding.tree_shardings(abstract, mesh, config.get("sharding", {}))
-    abstract = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
-    )
+    steps = compile_steps(config, task, mesh, sharding.global_batch(example, mesh))
+    abstract = steps.abstract_state
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract.params))
     per_device, total = state_bytes(abstract)
     logging.info(
@@ -149,7 +140,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
         checkpointer.close()  # its background threads would otherwise outlive the error
         raise
     if restored is None:
-        state = jax.jit(init_state, out_shardings=state_sharding)(rng, init_batch)
+        state = steps.init_state()
         logging.info("starting from step 0")
     else:
         step, state, data_state = restored
@@ -158,30 +149,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
         logging.info("resumed from the checkpoint at step %d", step)
 
     # ---------------------------------------------------------------- compiled steps
-    schedule = learning_rate_schedule(config.optim, config.total_steps)
-    batch_spec = sharding.batch_sharding(mesh)
-
-    rules = config.get("sharding", {}).get("activation_rules", None)
-
-    def traced_with_activation_sharding(fn):
-        def traced(*args):
-            with partitioning.activation_sharding(mesh, rules):
-                return fn(*args)
-
-        return traced
-
-    train_step = make_train_step(task, optimizer, schedule, config.get("microbatches", 1))
-    train_step = jax.jit(
-        traced_with_activation_sharding(train_step),
-        in_shardings=(state_sharding, batch_spec),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
-    )
-    predict = jax.jit(
-        traced_with_activation_sharding(task.predict),
-        in_shardings=(state_sharding.params, batch_spec),
-        out_shardings=batch_spec,
-    )
+    train_step, predict = steps.train_step, steps.predict
 
     # ---------------------------------------------------------------- the loop
     writer = MetricWriter(workdir)
@@ -262,6 +230,73 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     final = evaluate(step, list(config.evals))
     writer.close()
     return final
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledSteps:
+    """What the loop runs, built by `compile_steps`; benchmarks build it the same way.
+
+    Attributes:
+      abstract_state: the TrainState as ShapeDtypeStructs carrying their shardings.
+      state_sharding: the TrainState's pytree of NamedShardings.
+      init_state: () -> the TrainState at step 0 (jitted, placed by `state_sharding`).
+      train_step: jitted (state, global batch) -> (state, metrics); the state is donated.
+      predict: jitted (params, global batch) -> the task's predictions.
+    """
+
+    abstract_state: TrainState
+    state_sharding: TrainState
+    init_state: Callable[[], TrainState]
+    train_step: Callable
+    predict: Callable
+
+
+def compile_steps(config, task, mesh, init_batch) -> CompiledSteps:
+    """The jitted init, train and predict functions of `task` under `config` on `mesh`.
+
+    `init_batch` is a global batch shaped like the training batches (it fixes the parameter
+    shapes). Nothing is compiled until a function is first called.
+    """
+    optimizer = make_optimizer(config.optim, config.total_steps)
+    rng = jax.random.key_data(jax.random.key(config.seed))
+
+    def init_state(rng, batch):
+        return init_train_state(task, optimizer, rng, batch)
+
+    abstract = jax.eval_shape(init_state, rng, init_batch)
+    replicated = sharding.replicated(mesh)
+    state_sharding = sharding.tree_shardings(abstract, mesh, config.get("sharding", {}))
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sharding
+    )
+    init = jax.jit(init_state, out_shardings=state_sharding)
+
+    schedule = learning_rate_schedule(config.optim, config.total_steps)
+    batch_spec = sharding.batch_sharding(mesh)
+    rules = config.get("sharding", {}).get("activation_rules", None)
+
+    def traced_with_activation_sharding(fn):
+        def traced(*args):
+            with partitioning.activation_sharding(mesh, rules):
+                return fn(*args)
+
+        return traced
+
+    train_step = make_train_step(task, optimizer, schedule, config.get("microbatches", 1))
+    train_step = jax.jit(
+        traced_with_activation_sharding(train_step),
+        in_shardings=(state_sharding, batch_spec),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    predict = jax.jit(
+        traced_with_activation_sharding(task.predict),
+        in_shardings=(state_sharding.params, batch_spec),
+        out_shardings=batch_spec,
+    )
+    return CompiledSteps(
+        abstract, state_sharding, lambda: init(rng, init_batch), train_step, predict
+    )
 
 
 def init_train_state(task, optimizer, rng, batch) -> TrainState:

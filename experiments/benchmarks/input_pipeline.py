@@ -1,0 +1,75 @@
+"""The grain input pipeline against the train step it feeds.
+
+Two questions: does the pipeline deliver examples much faster than the step consumes them
+(measured alone, so the two do not share the CPU), and is the step, fed by the real pipeline
+as in the trainer's loop, as fast as the same step fed one constant batch (measured in turns)?
+"""
+
+from __future__ import annotations
+
+import time
+
+from experiments.benchmarks.timing import interleaved_medians
+from experiments.benchmarks.train_steps import StepSetup
+from mmjax.data import pipeline
+from mmjax.train import sharding
+
+
+def _train_iterator(bench: StepSetup):
+    data = bench.config.data
+    return iter(
+        pipeline.train_dataset(
+            bench.source,
+            bench.task.preprocess,
+            bench.config.batch_size,
+            seed=data.shuffle_seed,
+            num_threads=data.num_threads,
+        )
+    )
+
+
+def pipeline_examples_per_s(bench: StepSetup, batches: int, reps: int) -> float:
+    """Median examples/s of the train pipeline alone over `reps` runs of `batches` batches.
+
+    The first batches of a fresh iterator (thread start-up, prefetch) are not timed.
+    """
+    iterator = _train_iterator(bench)
+    for _ in range(3):
+        next(iterator)
+    rates = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        rates.append(batches * bench.config.batch_size / (time.perf_counter() - start))
+    return sorted(rates)[len(rates) // 2]
+
+
+def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
+    """One `pipeline` line for `bench`'s task (see the module docstring).
+
+    The pipeline alone is timed over `reps` runs of `batches` batches; the step fed each way
+    over `reps` turns of `steps` steps run as the trainer's loop runs them.
+    """
+    supply = pipeline_examples_per_s(bench, batches, reps)
+    iterator = _train_iterator(bench)
+
+    def next_batch():
+        return sharding.global_batch(next(iterator), bench.mesh)
+
+    seconds = interleaved_medians(
+        {"constant": lambda: bench.run(steps), "real": lambda: bench.run(steps, next_batch)},
+        reps,
+    )
+    constant, real = seconds["constant"] / steps, seconds["real"] / steps
+    demand = bench.config.batch_size / constant
+    return {
+        "section": "pipeline",
+        "task": bench.name,
+        "pipeline_examples_per_s": supply,
+        "step_examples_per_s": demand,
+        "supply_ratio": supply / demand,
+        "constant_batch_step_ms": 1e3 * constant,
+        "real_data_step_ms": 1e3 * real,
+        "real_data_slowdown": real / constant - 1.0,
+    }

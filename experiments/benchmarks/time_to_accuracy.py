@@ -1,0 +1,90 @@
+"""Minutes of this machine for the default VQA config to reach a test accuracy (`--full`).
+
+Runs `python -m mmjax.main` on the default VQA config in a fresh temporary workdir, with the
+test evaluation every `eval_every` steps, watches its metrics.jsonl, and stops the run
+(SIGTERM: it saves and exits) at the first evaluation that reaches the target, or when the
+run ends or the time limit passes. Minutes are wall-clock minutes from the launch, so they
+include compilation and the evaluations; the dataset is already built by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIG = "configs/vqa_transformer.py"  # relative to the repository
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _evaluations(metrics_path: str, metric: str) -> list[tuple[int, float]]:
+    if not os.path.exists(metrics_path):
+        return []
+    found = []
+    with open(metrics_path) as f:
+        for text in f:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError:  # a line still being written
+                continue
+            if metric in record:
+                found.append((int(record["step"]), float(record[metric])))
+    return found
+
+
+def measure(
+    target: float = 0.94,
+    metric: str = "test/accuracy/relational",
+    eval_every: int = 500,
+    max_minutes: float = 120.0,
+    poll_s: float = 5.0,
+) -> dict:
+    """One `time_to_accuracy` line: when (minutes, step) `metric` first reached `target`.
+
+    `reached` is False, and `minutes` None, when the run ended or `max_minutes` passed first;
+    `best` is the best value seen either way.
+    """
+    with tempfile.TemporaryDirectory(prefix="mmjax-time-to-accuracy-") as workdir:
+        command = [
+            sys.executable,
+            "-m",
+            "mmjax.main",
+            f"--config={CONFIG}",
+            f"--workdir={workdir}",
+            f"--config.evals.test.every={eval_every}",
+        ]
+        start = time.perf_counter()
+        with open(os.path.join(workdir, "log.txt"), "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            reached_at = None
+            try:
+                while reached_at is None:
+                    done = process.poll() is not None
+                    evaluations = _evaluations(os.path.join(workdir, "metrics.jsonl"), metric)
+                    hits = [(s, v) for s, v in evaluations if v >= target]
+                    if hits:
+                        reached_at = (hits[0][0], (time.perf_counter() - start) / 60)
+                    elif done or time.perf_counter() - start > 60 * max_minutes:
+                        break
+                    else:
+                        time.sleep(poll_s)
+            finally:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=120)
+        best = max((v for _, v in evaluations), default=None)
+        return {
+            "section": "time_to_accuracy",
+            "config": CONFIG,
+            "target": target,
+            "metric": metric,
+            "reached": reached_at is not None,
+            "minutes": None if reached_at is None else reached_at[1],
+            "step": None if reached_at is None else reached_at[0],
+            "best": best,
+            "exit_code": process.returncode,
+        }

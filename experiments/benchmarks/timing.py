@@ -1,0 +1,92 @@
+"""Timing helpers: medians after warm-up, interleaved side by side, and XLA's FLOP counts.
+
+On a shared machine the load drifts during a run. So candidates that are compared are timed
+in turns (A, B, A, B, ...) rather than one after the other, and every number is a median of
+several repetitions after the warm-up calls (which also compile).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], object]], reps: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed in turns.
+
+    Args:
+      candidates: name -> a function that runs one call and blocks until its result is ready.
+      reps: repetitions per candidate (the median is over these).
+      warmup: untimed calls of each candidate first (compilation, caches).
+
+    Returns:
+      name -> median seconds of one call.
+    """
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in candidates}
+    for _ in range(reps):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def xla_flops(compiled) -> float:
+    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`).
+
+    From XLA's cost analysis, so it counts what XLA counts: 2 m n k per matmul, plus the
+    elementwise and reduction operations.
+    """
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):  # older JAX: one dict per program
+        analysis = analysis[0]
+    if not analysis or "flops" not in analysis:
+        raise RuntimeError("XLA's cost analysis gave no 'flops' for this program")
+    return float(analysis["flops"])
+
+
+def matmul(m: int, k: int, n: int) -> tuple[Callable[[], None], float]:
+    """A jitted [m, k] x [k, n] float32 matmul: (run, FLOPs per run).
+
+    `run` repeats the matmul to about 50 ms (thin ones take microseconds) and waits for it.
+    """
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (m, k), jnp.float32)
+    b = jax.random.normal(key_b, (k, n), jnp.float32)
+    jitted = jax.jit(jnp.matmul)
+    calls = max(1, int(5e8 / (m * k * n)))
+
+    def run():
+        for _ in range(calls):
+            out = jitted(a, b)
+        out.block_until_ready()
+
+    return run, 2.0 * m * k * n * calls
+
+
+def matmul_ceilings(shapes: list[tuple[int, int, int]], reps: int) -> list[dict]:
+    """`ceiling` lines: GFLOP/s of float32 matmuls of `shapes` (m, k, n) through XLA, in turns.
+
+    A large square one is the machine's practical peak for dense float32 compute; a thin one
+    (k and n a model's width) shows what XLA reaches on the matmuls small models are made of.
+    """
+    runs = {shape: matmul(*shape) for shape in shapes}
+    seconds = interleaved_medians({shape: run for shape, (run, _) in runs.items()}, reps)
+    return [
+        {
+            "section": "ceiling",
+            "shape": f"[{m}, {k}] x [{k}, {n}]",
+            "median_s": seconds[(m, k, n)],
+            "gflops_per_s": runs[(m, k, n)][1] / seconds[(m, k, n)] / 1e9,
+        }
+        for m, k, n in shapes
+    ]

@@ -1,0 +1,136 @@
+"""Training speed against Hugging Face transformers' ViLT (PyTorch, CPU), at equal model shape.
+
+ViLT (Kim et al. 2021) is the single-stream multimodal transformer a user would pick instead:
+`ViltForQuestionAnswering`, randomly initialised from a `ViltConfig` (nothing is downloaded),
+with the default VQA model's width, depth, heads, MLP width, image size, question length and
+answer count. Its patch size is 15, so that a 75x75 image gives the same 5x5 = 25 image tokens
+as our conv stem. Both train on the same (image, question) pairs: our step's 8 images x 20
+questions are 160 ViLT examples, each image repeated for each of its questions. ViLT trains
+with cross-entropy on its answer logits, AdamW and gradient clipping at 1.0, as ours does.
+
+Differences the architectures impose (stated in RESULTS.md): our stem is four stride-2 3x3
+CoordConv layers (24 channels) and a projection, ViLT's one 15x15 patch projection (+ a [CLS]
+image token); our question is encoded by one text-only block and enters the fusion as one
+pooled token, and the image tokens (which do not attend to text) are computed once per image
+for its 20 questions, whereas ViLT runs every (image, question) pair as one sequence of
+26 + 16 tokens; ViLT adds a pooler and a 2x-wide answer MLP. `ours_single_stream` is our
+model without those two savings (`share_image=False`, `question_fusion="tokens"`): the same
+per-pair sequence as ViLT, so its ratio is the framework alone.
+
+PyTorch gets as many intra-op threads as XLA's CPU client uses: one per core.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from experiments.benchmarks.timing import interleaved_medians
+from experiments.benchmarks.train_steps import StepSetup
+
+
+class ViltStep:
+    """One ViLT training step on fixed inputs built from our VQA batch.
+
+    Attributes:
+      model: the `ViltForQuestionAnswering`.
+      parameters: its parameter count.
+      batch: the number of (image, question) pairs per step.
+    """
+
+    def __init__(self, bench: StepSetup, threads: int):
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model_config = bench.config.model
+        images = np.asarray(jax.device_get(bench.batch["image"]))  # [B, H, W, 3] uint8
+        questions = np.asarray(jax.device_get(bench.batch["question"]))  # [B, Q, L]
+        answers = np.asarray(jax.device_get(bench.batch["answer"]))  # [B, Q]
+        b, q, length = questions.shape
+        size = images.shape[1]
+        config = transformers.ViltConfig(
+            vocab_size=bench.task.tokenizer.vocab_size,
+            hidden_size=model_config.width,
+            num_hidden_layers=model_config.depth,
+            num_attention_heads=model_config.num_heads,
+            intermediate_size=model_config.mlp_dim,
+            hidden_dropout_prob=model_config.dropout_rate,
+            attention_probs_dropout_prob=0.0,
+            image_size=size,
+            patch_size=size // 5,
+            max_position_embeddings=length,
+            num_labels=10,
+            pad_token_id=0,
+        )
+        self.model = transformers.ViltForQuestionAnswering(config).train()
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.batch = b * q
+        pixels = torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
+        self._inputs = dict(
+            pixel_values=pixels.repeat_interleave(q, dim=0),
+            pixel_mask=torch.ones(b * q, size, size, dtype=torch.long),
+            input_ids=torch.tensor(questions.reshape(b * q, length), dtype=torch.long),
+            attention_mask=torch.tensor(questions.reshape(b * q, length) != 0, dtype=torch.long),
+        )
+        self._answers = torch.tensor(answers.reshape(-1), dtype=torch.long)
+        self._optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-4)
+        self._torch = torch
+
+    def __call__(self) -> float:
+        """Runs one step (forward, cross-entropy, backward, clipping, AdamW); returns the loss."""
+        torch = self._torch
+        self._optimizer.zero_grad(set_to_none=True)
+        logits = self.model(**self._inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits, self._answers)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self._optimizer.step()
+        return float(loss.detach())
+
+
+def measure(benches: dict[str, StepSetup], reps: int, steps: int) -> list[dict]:
+    """`vilt` lines: our VQA step(s) (name -> setup) and ViLT's, timed in turns.
+
+    Each repetition runs `steps` steps of each; one example is one (image, question) pair.
+    """
+    threads = os.cpu_count() or 1
+    first = next(iter(benches.values()))
+    vilt = ViltStep(first, threads)
+    candidates = {name: (lambda bench=bench: bench.run(steps)) for name, bench in benches.items()}
+    candidates["vilt"] = lambda: [vilt() for _ in range(steps)]
+    seconds = {k: v / steps for k, v in interleaved_medians(candidates, reps).items()}
+    pairs = {name: int(np.prod(bench.batch["answer"].shape)) for name, bench in benches.items()}
+    pairs["vilt"] = vilt.batch
+    params = {
+        name: sum(int(np.prod(p.shape)) for p in jax.tree.leaves(bench.state.params))
+        for name, bench in benches.items()
+    }
+    params["vilt"] = vilt.parameters
+    vilt_rate = pairs["vilt"] / seconds["vilt"]
+    lines = []
+    for name in candidates:
+        rate = pairs[name] / seconds[name]
+        lines.append(
+            {
+                "section": "vilt",
+                "model": MODEL_NAMES.get(name, name),
+                "parameters": params[name],
+                "batch": pairs[name],
+                "step_ms": 1e3 * seconds[name],
+                "examples_per_s": rate,
+                "speed_vs_vilt": rate / vilt_rate,
+                "threads": threads,
+            }
+        )
+    return lines
+
+
+MODEL_NAMES = {
+    "ours": "mmjax VQATransformer (default)",
+    "ours_single_stream": "mmjax VQATransformer, single stream per pair",
+    "vilt": "HF ViltForQuestionAnswering (torch)",
+}
