@@ -249,3 +249,30 @@ def test_cli_on_a_run_trained_by_main_answers_as_the_evaluators_predict(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     answer = sort_of_clevr.ANSWERS[expected["answer"][3, 12]]
     assert result.stdout.strip() == f"{answer} (probability {expected['probability'][3, 12]:.3f})"
+
+
+@pytest.mark.slow
+def test_autoencoder_run_reconstructs_as_its_predict(tmp_path):
+    config = os.path.join(ROOT, "configs", "autoencoder.py")
+    workdir, task, source, batch, params = save_run(
+        tmp_path, config, "size=tiny,num_train=8,num_test=4"
+    )
+    expected = jax.device_get(jax.jit(task.predict)(params, batch))
+    model = predict.load(workdir)
+    result = model.reconstruct(batch["image"][1])
+    assert result.source == "from_image" and result.image.shape == (75, 75, 3)
+    pixels = np.round(expected["image_from_image"][1] * 255)
+    np.testing.assert_allclose(result.image, pixels, atol=1)
+    assert result.text == task.tokenizer.decode(expected["text_from_image"][1])
+    caption = source[1]["captions"][task.caption_index].decode()
+    joint = model.reconstruct(batch["image"][1], caption)
+    assert joint.source == "joint"
+    np.testing.assert_allclose(joint.image, np.round(expected["image_joint"][1] * 255), atol=1)
+    Image.fromarray(batch["image"][1]).save(tmp_path / "scene.png")
+    out = tmp_path / "reconstruction.png"
+    image = tmp_path / "scene.png"
+    result_cli = _cli(f"--workdir={workdir}", f"--image={image}", f"--output={out}")
+    assert result_cli.returncode == 0, result_cli.stderr[-3000:]
+    assert result_cli.stdout.strip() == f"{result.text} (z from image)"
+    with Image.open(out) as image:
+        np.testing.assert_array_equal(np.asarray(image), result.image)

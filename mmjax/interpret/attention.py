@@ -88,7 +88,7 @@ def vqa_attention(model, params, images, questions, residual: float = 0.5) -> VQ
     for i in range(model.depth):
         image = np.asarray(intermediates["image_attention"][f"block_{i}"])
         text = np.asarray(intermediates["text_attention"][f"block_{i}"])
-        if model.condition_image:  # each question ran with its own image copy: [B * Q, ...]
+        if model.condition_image != "none":  # each question had its own image copy: [B * Q, ...]
             image = image.reshape(batch, num_questions, *image.shape[1:])
             image = np.pad(image, [(0, 0)] * 4 + [(0, text.shape[-1] - image.shape[-1])])
             text = text.reshape(batch, num_questions, *text.shape[2:])

@@ -9,7 +9,7 @@ The command line (`python -m mmjax.predict --help`) does the same for one image.
 
 from mmjax.predict.errors import InputError
 from mmjax.predict.images import read_image, save_image
-from mmjax.predict.predictor import Answer, Caption, Predictor, Ranked, load
+from mmjax.predict.predictor import Answer, Caption, Predictor, Ranked, Reconstruction, load
 from mmjax.predict.run import LoadedRun, load_run
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "LoadedRun",
     "Predictor",
     "Ranked",
+    "Reconstruction",
     "load",
     "load_run",
     "read_image",

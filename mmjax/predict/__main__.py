@@ -5,10 +5,14 @@ r"""Command line: ask a trained model about one image.
   python -m mmjax.predict --workdir=runs/caption --image=scene.png
   python -m mmjax.predict --workdir=runs/retrieval --image=scene.png \
       --caption="a red square on the left ..." --caption="..."
+  python -m mmjax.predict --workdir=runs/autoencoder --image=scene.png \
+      --output=reconstruction.png [--text="from left to right: ..."]
 
 What it does follows the run's task (config.task in the workdir): VQA prints the answer and
 its probability; captioning prints the caption and its log-probability; retrieval prints the
-captions most similar first, each after its cosine similarity. A bad input (unreadable image,
+captions most similar first, each after its cosine similarity; the autoencoder prints the
+text decoded from z (of the image, or of image and --text) and writes the decoded image to
+--output. A bad input (unreadable image,
 wrong size, words outside the vocabulary) stops with one line `mmjax: input error: ...`, exit 2.
 """
 
@@ -27,6 +31,8 @@ flags.DEFINE_integer("step", None, "Checkpoint step to load (default: the newest
 flags.DEFINE_string(
     "attention_out", None, "VQA: write the attention rollout from the answer as a PNG overlay."
 )
+flags.DEFINE_string("text", None, "Autoencoder: a caption encoded with the image (joint z).")
+flags.DEFINE_string("output", None, "Autoencoder: write the reconstructed image to this PNG.")
 FLAGS = flags.FLAGS
 
 
@@ -66,15 +72,35 @@ def _retrieval(predictor) -> None:
         print(f"{ranked.similarity:+.3f}  {ranked.text}", flush=True)
 
 
+def _autoencoding(predictor) -> None:
+    from mmjax.predict.images import save_image
+
+    result = predictor.reconstruct(FLAGS.image, FLAGS.text)
+    print(f"{result.text} (z {result.source.replace('_', ' ')})", flush=True)
+    if FLAGS.output:
+        save_image(FLAGS.output, result.image)
+        print(f"reconstruction written to {FLAGS.output}", file=sys.stderr)
+
+
 def _input_error(message: str):
     from mmjax.predict.errors import InputError
 
     return InputError(message)
 
 
-COMMANDS = {"vqa": _vqa, "captioning": _captioning, "retrieval": _retrieval}
+COMMANDS = {
+    "vqa": _vqa,
+    "captioning": _captioning,
+    "retrieval": _retrieval,
+    "autoencoding": _autoencoding,
+}
 # The task-specific flags each task reads; another task's flag is a mistake, not a no-op.
-TASK_FLAGS = {"vqa": {"question", "attention_out"}, "captioning": set(), "retrieval": {"caption"}}
+TASK_FLAGS = {
+    "vqa": {"question", "attention_out"},
+    "captioning": set(),
+    "retrieval": {"caption"},
+    "autoencoding": {"text", "output"},
+}
 
 
 def main(argv) -> None:
@@ -98,7 +124,7 @@ def main(argv) -> None:
                 f"the command line does not handle task {predictor.task_name!r}; it handles "
                 f"{sorted(COMMANDS)} (use mmjax.predict.load in Python)"
             )
-        given = {name for name in ("question", "caption", "attention_out") if FLAGS[name].present}
+        given = {name for name in set().union(*TASK_FLAGS.values()) if FLAGS[name].present}
         extra = sorted(given - TASK_FLAGS[predictor.task_name])
         if extra:
             raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")

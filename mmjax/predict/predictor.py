@@ -1,4 +1,4 @@
-"""A trained model behind four questions: answer, caption, rank captions, reconstruct.
+"""A trained model behind four requests: answer, caption, rank captions, reconstruct.
 
   predictor = mmjax.predict.load("runs/vqa")
   predictor.answer("scene.png", "what is the shape of the red object?")  # Answer('circle', 0.97)
@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from mmjax.data import sort_of_clevr
-from mmjax.data.tokenizer import UNK, WordTokenizer, split_words
+from mmjax.data.tokenizer import BOS, EOS, UNK, WordTokenizer, split_words
 from mmjax.predict.errors import InputError
 from mmjax.predict.images import check_image, read_image
 from mmjax.predict.run import LoadedRun, load_run
@@ -38,6 +38,18 @@ class Caption:
 
     text: str
     logprob: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstruction:
+    """An autoencoder's image uint8 [S, S, 3] and text from one z, and z's source.
+
+    `source` is "from_image" (z of the image alone) or "joint" (of the image and a text).
+    """
+
+    image: np.ndarray
+    text: str
+    source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,10 +186,25 @@ class Predictor:
         order = np.argsort(-similarity, kind="stable")
         return [Ranked(captions[i], float(similarity[i])) for i in order]
 
-    def reconstruct(self, image):
-        """The reconstruction of `image` by a multimodal autoencoder run."""
+    def reconstruct(self, image, text: str | None = None) -> Reconstruction:
+        """`image` (and `text`, if given) through a multimodal autoencoder and back.
+
+        Without `text`, z comes from the image alone ("from_image"); with it, from both
+        ("joint", `text` encoded as the pipeline encodes captions). Returns the decoded image
+        (uint8, clipped) and the greedy text decoded from the same z.
+        """
         self._require("autoencoding", "reconstruction")
-        raise InputError("reconstruction is not available in this version of mmjax.predict")
+        source = "joint" if text is not None else "from_image"
+        if text is None:
+            # predict always reads a text; from_image never looks at it.
+            tokens = np.zeros(self.task.max_len, np.int32)
+            tokens[:2] = (BOS, EOS)
+        else:
+            tokens = encode_text(self.task.tokenizer, text, self.task.max_len, "the text")
+        batch = {"image": self.image(image)[None], "text": tokens[None]}
+        out = jax.device_get(self._predict(self.params, batch))
+        pixels = np.round(np.asarray(out[f"image_{source}"][0]) * 255).astype(np.uint8)
+        return Reconstruction(pixels, self.task.tokenizer.decode(out[f"text_{source}"][0]), source)
 
 
 def load(workdir: str | os.PathLike, step: int | None = None) -> Predictor:
