@@ -37,6 +37,13 @@ setup(
             "ruff>=0.17,<0.18",
             "pycocoevalcap>=1.2,<1.3",
             "matplotlib>=3.8,<4",
+            # Executing notebooks/ (tests/test_notebooks.py); tested with nbclient 0.11.0,
+            # nbformat 5.11.1, ipykernel 7.4.0.
+            "nbclient>=0.11,<0.12",
+            "nbformat>=5.11,<6",
+            "ipykernel>=7,<8",
         ],
+        # Curves (python -m mmjax.plot) and the notebooks' figures; tested with 3.11.2.
+        "plot": ["matplotlib>=3.8,<4"],
     },
 )

@@ -164,3 +164,72 @@ class Checkpointer:
         """Waits for pending saves and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def finished_steps(directory: str) -> list[int]:
+    """The steps with a finished checkpoint under `directory`, ascending ([] when none).
+
+    Orbax renames a save's temporary directory to `<step>` only once it is complete, so a
+    directory named by an integer alone is a finished save.
+    """
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def restore_params(directory: str, step: int | None = None):
+    """(step, params) of the checkpoint at `step` (None: the newest readable one).
+
+    Reads only the parameters, not the optimizer state (orbax's partial restore), as NumPy-backed
+    arrays on this process's first device, for inference and notebooks. Nothing is moved or
+    written: a newest checkpoint that cannot be read is skipped with a warning naming it.
+    Raises CheckpointError when there is no checkpoint, no checkpoint at `step`, or none loads.
+    """
+    steps = finished_steps(directory)
+    if step is not None:
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint of step {step} in {directory}; it has {steps}")
+        steps = [step]
+    if not steps:
+        raise CheckpointError(f"no finished checkpoint in {directory}")
+    from etils import epath  # orbax's own path type; a dependency of orbax
+
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    handler = ocp.PyTreeCheckpointHandler()
+    errors = []
+    try:
+        for candidate in reversed(steps):
+            path = epath.Path(directory) / str(candidate) / "state"
+            try:
+                saved = handler.metadata(path)["params"]
+                target = {
+                    "params": jax.tree.map(
+                        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
+                    )
+                }
+                restored = handler.restore(
+                    path,
+                    args=ocp.args.PyTreeRestore(
+                        item=target,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                        partial_restore=True,
+                    ),
+                )
+            except Exception as error:  # noqa: BLE001 - any damage means: try an older one
+                detail = str(error).splitlines()[0][:300] if str(error) else ""
+                errors.append((candidate, f"{type(error).__name__}: {detail}"))
+                continue
+            for bad, reason in errors:
+                logging.warning(
+                    "checkpoint at step %d is unreadable (%s); using step %d",
+                    bad,
+                    reason,
+                    candidate,
+                )
+            return candidate, restored["params"]
+    finally:
+        handler.close()
+    raise CheckpointError(
+        f"no checkpoint in {directory} could be read; the newest, step {errors[0][0]}, "
+        f"failed with {errors[0][1]}"
+    )

@@ -1,0 +1,1 @@
+"""Interpretability: attention weights of the fusion encoder, attention rollout, overlays."""

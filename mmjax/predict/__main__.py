@@ -1,0 +1,143 @@
+r"""Command line: ask a trained model about one image.
+
+  python -m mmjax.predict --workdir=runs/vqa --image=scene.png \
+      --question="what is the shape of the red object?" [--attention_out=attention.png]
+  python -m mmjax.predict --workdir=runs/caption --image=scene.png
+  python -m mmjax.predict --workdir=runs/retrieval --image=scene.png \
+      --caption="a red square on the left ..." --caption="..."
+  python -m mmjax.predict --workdir=runs/autoencoder --image=scene.png \
+      --output=reconstruction.png [--text="from left to right: ..."]
+
+What it does follows the run's task (config.task in the workdir): VQA prints the answer and
+its probability; captioning prints the caption and its log-probability; retrieval prints the
+captions most similar first, each after its cosine similarity; the autoencoder prints the
+text decoded from z (of the image, or of image and --text) and writes the decoded image to
+--output. A bad input (unreadable image,
+wrong size, words outside the vocabulary) stops with one line `mmjax: input error: ...`, exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("workdir", None, "Workdir of a run trained by mmjax.main.")
+flags.DEFINE_string("image", None, "PNG or JPEG file, of the run's image size.")
+flags.DEFINE_string("question", None, "VQA: the question, in words.")
+flags.DEFINE_multi_string("caption", [], "Retrieval: a candidate caption (repeat the flag).")
+flags.DEFINE_integer("step", None, "Checkpoint step to load (default: the newest).")
+flags.DEFINE_string(
+    "attention_out", None, "VQA: write the attention rollout from the answer as a PNG overlay."
+)
+flags.DEFINE_string("text", None, "Autoencoder: a caption encoded with the image (joint z).")
+flags.DEFINE_string("output", None, "Autoencoder: write the reconstructed image to this PNG.")
+FLAGS = flags.FLAGS
+
+
+def _vqa(predictor) -> None:
+    from mmjax.predict.images import save_image
+    from mmjax.predict.predictor import closest_question
+
+    if not FLAGS.question:
+        raise _input_error("a VQA run needs --question")
+    answer = predictor.answer(FLAGS.image, FLAGS.question)
+    print(f"{answer.text} (probability {answer.probability:.3f})", flush=True)
+    known, closest = closest_question(FLAGS.question)
+    if not known:
+        print(
+            f"mmjax: note: the model was trained on the dataset's questions only; the closest "
+            f"one is {closest!r}",
+            file=sys.stderr,
+        )
+    if FLAGS.attention_out:
+        from mmjax.interpret.overlay import overlay
+
+        maps = predictor.attention(FLAGS.image, FLAGS.question)
+        heat = maps.relevance[0, 0].reshape(maps.grid)
+        save_image(FLAGS.attention_out, overlay(predictor.image(FLAGS.image), heat))
+        print(f"attention rollout written to {FLAGS.attention_out}", file=sys.stderr)
+
+
+def _captioning(predictor) -> None:
+    caption = predictor.caption(FLAGS.image)
+    print(f"{caption.text} (log-probability {caption.logprob:.3f})", flush=True)
+
+
+def _retrieval(predictor) -> None:
+    if not FLAGS.caption:
+        raise _input_error("a retrieval run needs at least one --caption")
+    for ranked in predictor.rank(FLAGS.image, FLAGS.caption):
+        print(f"{ranked.similarity:+.3f}  {ranked.text}", flush=True)
+
+
+def _autoencoding(predictor) -> None:
+    from mmjax.predict.images import save_image
+
+    result = predictor.reconstruct(FLAGS.image, FLAGS.text)
+    print(f"{result.text} (z {result.source.replace('_', ' ')})", flush=True)
+    if FLAGS.output:
+        save_image(FLAGS.output, result.image)
+        print(f"reconstruction written to {FLAGS.output}", file=sys.stderr)
+
+
+def _input_error(message: str):
+    from mmjax.predict.errors import InputError
+
+    return InputError(message)
+
+
+COMMANDS = {
+    "vqa": _vqa,
+    "captioning": _captioning,
+    "retrieval": _retrieval,
+    "autoencoding": _autoencoding,
+}
+# The task-specific flags each task reads; another task's flag is a mistake, not a no-op.
+TASK_FLAGS = {
+    "vqa": {"question", "attention_out"},
+    "captioning": set(),
+    "retrieval": {"caption"},
+    "autoencoding": {"text", "output"},
+}
+
+
+def main(argv) -> None:
+    """Loads the workdir's run and answers for --image; one-line errors for bad inputs."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from mmjax.config_utils import ConfigError
+    from mmjax.predict.errors import InputError
+    from mmjax.predict.predictor import load
+    from mmjax.train.checkpoints import CheckpointError
+
+    # orbax logs every read through absl at INFO/WARNING; the answer is what should show.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        if not FLAGS.workdir or not FLAGS.image:
+            raise InputError("both --workdir and --image are required")
+        predictor = load(FLAGS.workdir, FLAGS.step)
+        command = COMMANDS.get(predictor.task_name)
+        if command is None:
+            raise InputError(
+                f"the command line does not handle task {predictor.task_name!r}; it handles "
+                f"{sorted(COMMANDS)} (use mmjax.predict.load in Python)"
+            )
+        given = {name for name in set().union(*TASK_FLAGS.values()) if FLAGS[name].present}
+        extra = sorted(given - TASK_FLAGS[predictor.task_name])
+        if extra:
+            raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")
+        predictor.image(FLAGS.image)  # a bad file stops here, before anything compiles
+        command(predictor)
+    except (InputError, ConfigError) as error:
+        kind = "input" if isinstance(error, InputError) else "config"
+        print(f"mmjax: {kind} error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except CheckpointError as error:
+        print(f"mmjax: checkpoint error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
