@@ -164,6 +164,9 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self._source)
 
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, index: int) -> dict:
         from mmjax.data.images import resize_and_center_crop
 

@@ -25,6 +25,7 @@ either does not exist or is complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -217,6 +218,12 @@ class _CustomDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self._images = images
         super().__init__(**kwargs)
 
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> None:
+        """None: no checksums file (TFDS's lookup needs importlib_resources, see sort_of_clevr)."""
+        return None
+
     @classmethod
     def get_metadata(cls):
         """Empty metadata: there are no metadata files next to this builder."""
@@ -316,7 +323,10 @@ def convert(
         builder = _CustomDataset(
             splits, images, data_dir=os.path.join(work, "tfds"), file_format="array_record"
         )
-        builder.download_and_prepare()
+        # TFDS prints "Downloading and preparing dataset" and progress bars: nothing is
+        # downloaded, and the report is ours to print.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            builder.download_and_prepare()
         staged = os.path.join(work, "dataset")
         shutil.move(builder.data_dir, staged)
 
