@@ -48,8 +48,9 @@ def load_or_build_answers(config, workdir: str | None) -> AnswerVocabulary:
     if path and os.path.exists(path):
         return AnswerVocabulary.load(path)
     provided = sources.dataset_file(config.data, ANSWERS_FILE)
-    if provided:
-        vocabulary = AnswerVocabulary.load(provided)
+    if provided:  # most frequent first, so the first max_answers are the ones to keep
+        answers = AnswerVocabulary.load(provided).answers
+        vocabulary = AnswerVocabulary(answers[: config.data.max_answers or None])
     else:
         train = sources.get_source(config.data, "train", images=False)
         answers = (_as_str(a) for record in train for a in record["questions"]["answer"])
@@ -126,7 +127,9 @@ class VQATask:
         return {"num_classes": self.num_answers + (0 if self.sort_of_clevr else 1)}
 
     def _encode(self, text: bytes) -> np.ndarray:
-        # Questions repeat (templates, common phrasings), so each distinct text is tokenized once.
+        if not self.sort_of_clevr:  # free text rarely repeats: a cache would only grow
+            return self.tokenizer.encode(_as_str(text), self.max_len)
+        # Questions come from a few templates, so each distinct text is tokenized once.
         if text not in self._encoded:
             self._encoded[text] = self.tokenizer.encode(_as_str(text), self.max_len)
         return self._encoded[text]
