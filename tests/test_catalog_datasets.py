@@ -20,7 +20,7 @@ from tensorflow_datasets.datasets.clevr.clevr_dataset_builder import Builder as 
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
 from mmjax.data import pipeline, sources
-from mmjax.data.images import resize_and_center_crop
+from mmjax.data.images import resize_and_center_crop, resize_squash
 from mmjax.evaluators import build_evaluator
 from mmjax.main import run
 from mmjax.tasks import build_task
@@ -222,6 +222,13 @@ def test_clevr_questions_are_padded_and_answers_get_a_vocabulary(data_dir, tmp_p
     assert list(example["answer"]) == answers + [-1, -1]
     words = task.tokenizer.decode(example["question"][0])
     assert words == record["questions"]["text"][0].replace("?", " ?")
+    # CLEVR scenes are squashed whole, not cropped: the objects at the sides stay in view.
+    assert config.data.resize == "squash"
+    raw = tfds.builder_from_directory(f"{data_dir}/clevr/3.1.0").as_data_source()["train"]
+    np.testing.assert_array_equal(source[0]["image"], resize_squash(raw[0]["image"], 32))
+    config.data.resize = "stretch"
+    with pytest.raises(ConfigError, match="data.resize='stretch' is not one of"):
+        sources.get_source(config.data, "train")
 
 
 def test_missing_catalog_dataset_says_how_to_build_it(tmp_path):

@@ -2,6 +2,7 @@
 `python -m mmjax.data.prepare` (bad lines reported by number and skipped), reads back through
 data.name="custom", trains, and never leaves a half-written dataset behind."""
 
+import collections
 import io
 import json
 import os
@@ -15,9 +16,11 @@ import pytest
 from mmjax.config_loader import load_config
 from mmjax.data import catalog, custom, sources
 from mmjax.data.tokenizer import load_tokenizer
+from mmjax.tasks import build_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "caption_transformer.py")
+VQA_CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
 COLOURS = ["red", "green", "blue", "yellow"]
 
 
@@ -59,6 +62,9 @@ def make_folder(root) -> tuple[str, str, list[dict]]:
     lines, records = [], iter(good)
     for number in range(1, 8 + len(good) + 1):
         lines.append(bad[number] if number in bad else json.dumps(next(records)))
+    for i, line in enumerate(good):  # then one question per image, on lines 21 to 32
+        question = {"question": f"what colour is picture {i}?", "answer": COLOURS[i % 4]}
+        lines.append(json.dumps({"image": line["image"], **question}))
     path = root / "data.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path), str(images), good
@@ -98,7 +104,7 @@ def test_bad_lines_are_reported_by_number_and_counted(prepared):
     ):
         assert reason in reasons, reasons
     last = result.stdout.strip().splitlines()[-1]
-    assert "9 train and 3 validation images, 24 captions" in last, last
+    assert "9 train and 3 validation images, 24 captions, 12 questions" in last, last
     assert f"skipped 8 bad lines ({', '.join(map(str, BAD_LINES))})" in last, last
     with open(os.path.join(output, "prepare_summary.json")) as f:
         summary = json.load(f)
@@ -127,6 +133,28 @@ def test_records_read_back_in_file_order_with_their_captions(prepared):
             assert np.allclose(pixels, pixels[0], atol=1) and pixels[0] > 0
         else:
             assert pixels.argmax() == i % 3 and abs(pixels.max() - 200) < 3, (i, pixels)
+
+
+def test_vqa_takes_the_answers_and_tokenizer_saved_with_the_data(prepared, tmp_path):
+    _, output, _, _, _ = prepared
+    config = load_config(f"{VQA_CONFIG}:size=tiny,dataset=custom,data_dir={output}", [])
+    task = build_task(config)
+    task.prepare(str(tmp_path))
+    train = sources.get_source(config.data, "train", images=False)
+    answers = collections.Counter(a for r in train for a in r["questions"]["answer"])
+    assert sum(answers.values()) == 9  # one question per training image
+    with open(os.path.join(output, "answers.json")) as f:
+        saved = json.load(f)["answers"]
+    assert saved == sorted(answers, key=lambda a: (-answers[a], a))
+    assert task.answers.answers == saved and task.tokenizer.vocab_size > 4
+    record = sources.get_source(config.data, "validation")[0]
+    example = task.preprocess(record)
+    colour = record["questions"]["answer"][0]
+    expected = saved.index(colour) if colour in saved else len(saved)  # unseen: "outside"
+    assert list(example["answer"]) == [expected] + [-1] * 9
+    record = sources.get_source(config.data, "train")[0]  # its words are all in the vocabulary
+    words = task.tokenizer.decode(task.preprocess(record)["question"][0])
+    assert words == record["questions"]["text"][0].replace("?", " ?")
 
 
 def test_a_failed_conversion_leaves_nothing_behind(prepared, tmp_path, monkeypatch):

@@ -152,14 +152,21 @@ class RecordSource:
     """Random access to a split in the common record layout, images resized and cropped.
 
     `len(source)` and `source[i]` -> record (see the module docstring), its image uint8
-    [image_size, image_size, 3] (`images.resize_and_center_crop`); with image_size None the
-    record has no "image" (text only).
+    [image_size, image_size, 3] (`images.fit_image` with mode `resize`: "crop" or "squash");
+    with image_size None the record has no "image" (text only).
     """
 
-    def __init__(self, source, to_record: Callable[[dict, int], dict], image_size: int | None):
+    def __init__(
+        self,
+        source,
+        to_record: Callable[[dict, int], dict],
+        image_size: int | None,
+        resize: str = "crop",
+    ):
         self._source = source
         self._to_record = to_record
         self.image_size = image_size
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self._source)
@@ -168,33 +175,41 @@ class RecordSource:
         return (self[i] for i in range(len(self)))
 
     def __getitem__(self, index: int) -> dict:
-        from mmjax.data.images import resize_and_center_crop
+        from mmjax.data.images import fit_image
 
         record = self._to_record(self._source[index], index)
         if self.image_size is None:
             del record["image"]
         else:
-            record["image"] = resize_and_center_crop(np.asarray(record["image"]), self.image_size)
+            image = np.asarray(record["image"])
+            record["image"] = fit_image(image, self.image_size, self.resize)
         return record
 
 
-def load_split(name: str, data_dir: str, split: str, image_size: int | None) -> RecordSource:
+def load_split(
+    name: str, data_dir: str, split: str, image_size: int | None, resize: str = "crop"
+) -> RecordSource:
     """The split `split` of dataset `name` under `data_dir`, as a RecordSource.
 
-    With image_size None, images are not decoded and records carry only their text.
+    With image_size None, images are not decoded and records carry only their text; `resize`
+    is "crop" (shorter side to image_size, centre crop) or "squash" (the whole image).
 
     Raises ConfigError naming what is missing: the dataset, the split (listing those there)
     or the ArrayRecord files.
     """
+    from mmjax.data.images import RESIZE
+
     if name not in DATASETS:
         raise ConfigError(f"data.name={name!r} is not one of {sorted(DATASETS)}")
+    if resize not in RESIZE:
+        raise ConfigError(f"data.resize={resize!r} is not one of {sorted(RESIZE)}")
     directory = dataset_dir(name, data_dir)
     splits = _data_sources(directory, image_size is not None)
     if split not in splits:
         raise ConfigError(
             f"dataset {name!r} in {directory} has no split {split!r}; it has {sorted(splits)}"
         )
-    return RecordSource(splits[split], DATASETS[name].to_record, image_size)
+    return RecordSource(splits[split], DATASETS[name].to_record, image_size, resize)
 
 
 # The split each dataset is evaluated on: coco_captions' Karpathy "val", CLEVR's "validation"
@@ -215,7 +230,7 @@ def data_config(dataset: str, data_dir: str, image_size: int, sort_of_clevr: dic
       data_dir: the TFDS root (a catalog dataset, Sort-of-CLEVR) or the prepared directory
         (custom); "" means ~/tensorflow_datasets, which a custom dataset cannot use.
       image_size: Sort-of-CLEVR's generated image side, or the side every other dataset's
-        images are resized and centre-cropped to.
+        images are resized to (data.resize: "squash" for clevr, "crop", centre crop, else).
       sort_of_clevr: the entries only Sort-of-CLEVR has (sizes, seed, building).
       **keys: the task's entries (text lengths, captions or questions per image, ...).
 
@@ -231,4 +246,8 @@ def data_config(dataset: str, data_dir: str, image_size: int, sort_of_clevr: dic
     data = dict(name=dataset, data_dir=data_dir or "~/tensorflow_datasets", image_size=image_size)
     if dataset == "sort_of_clevr":
         data.update(sort_of_clevr)
+    else:
+        # CLEVR's 480x320 scenes are squashed whole: a centre crop would cut off the objects
+        # near the sides that questions ask about. Photos keep their aspect ratio.
+        data["resize"] = "squash" if dataset == "clevr" else "crop"
     return dict(data, **keys)

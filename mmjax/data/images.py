@@ -1,4 +1,4 @@
-"""Image preprocessing for datasets of photos of any size: RGB, resize, centre crop.
+"""Image preprocessing for datasets of photos of any size: RGB, resize, centre crop or squash.
 
 Images stay uint8 [S, S, 3] on the host: the model's stem normalises them on the device
 (`mmjax.models.image.normalize_images`: scale to [0, 1], then per-channel mean and std), so
@@ -49,6 +49,31 @@ def resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     )
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top : top + size, left : left + size]
+
+
+def resize_squash(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, C] -> uint8 [size, size, 3], the whole image resized (aspect not kept).
+
+    For images where anything anywhere may matter (a CLEVR question may ask about an object
+    at the edge that a centre crop would cut off). Bicubic resampling.
+    """
+    image = to_rgb(image)
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(PIL.Image.fromarray(image).resize((size, size), PIL.Image.Resampling.BICUBIC))
+
+
+RESIZE = {"crop": resize_and_center_crop, "squash": resize_squash}
+
+
+def fit_image(image: np.ndarray, size: int, mode: str = "crop") -> np.ndarray:
+    """uint8 [H, W, C] -> uint8 [size, size, 3], resized by `mode`.
+
+    "crop": `resize_and_center_crop`; "squash": `resize_squash`. Raises ValueError for another.
+    """
+    if mode not in RESIZE:
+        raise ValueError(f"resize mode {mode!r} is not one of {sorted(RESIZE)}")
+    return RESIZE[mode](image, size)
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -7,7 +7,7 @@ directory.
 `coco_captions` and `clevr` (TFDS catalog datasets, prepared in ArrayRecord format under
 `data_dir`) and `custom` (a dataset written by `python -m mmjax.data.prepare`; `data_dir` is
 its directory) are never built here: see `mmjax.data.catalog`. Their records come in the common
-layout of `catalog`, images resized and centre-cropped to `data.image_size`.
+layout of `catalog`, images resized to `data.image_size` (`data.resize`: "crop" or "squash").
 """
 
 from __future__ import annotations
@@ -83,7 +83,11 @@ def get_source(data_config, split: str, images: bool = True):
         if data_config.name not in known_names():
             raise ConfigError(f"data.name={data_config.name!r} is not one of {known_names()}")
         source = load_split(
-            data_config.name, data_dir, split, data_config.image_size if images else None
+            data_config.name,
+            data_dir,
+            split,
+            data_config.image_size if images else None,
+            data_config.get("resize", "crop"),
         )
         return CheckedSource(
             source,
