@@ -13,7 +13,13 @@ Command:
 
 Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 keeps the
 size's default), num_train=<int>, num_test=<int>, stem=conv|patch|resnet,
-tokenizer=word|sentencepiece.
+tokenizer=word|sentencepiece, dataset=sort_of_clevr|coco_captions|custom, data_dir=<path>
+(the TFDS root, or a custom dataset's directory), image_size=<int>.
+
+Other datasets: `dataset=coco_captions` reads the TFDS catalog dataset (prepared in ArrayRecord
+format under data_dir; evaluated on Karpathy's "val" split), `dataset=custom,data_dir=DIR` one
+written by `python -m mmjax.data.prepare` (evaluated on its "validation" split); images are
+resized and centre-cropped to image_size, and the first 5 captions of each image are used.
 
 Results (default size, this 2-core CPU): see the README's captioning table.
 """
@@ -21,6 +27,7 @@ Results (default size, this 2-core CPU): see the README's captioning table.
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg
+from mmjax.data.catalog import EVAL_SPLITS, data_config
 
 SIZES = {
     "tiny": dict(width=32, enc=1, dec=1, heads=2, mlp=64, steps=20, batch=4, resnet="resnet_tiny"),
@@ -33,7 +40,16 @@ SIZES = {
 def get_config(arg=None):
     """Returns the experiment config; `arg` holds typed key=value overrides."""
     arg = parse_arg(
-        arg, size="default", steps=0, num_train=9800, num_test=200, stem="conv", tokenizer="word"
+        arg,
+        size="default",
+        steps=0,
+        num_train=9800,
+        num_test=200,
+        stem="conv",
+        tokenizer="word",
+        dataset="sort_of_clevr",
+        data_dir="",
+        image_size=75,
     )
     size = choose("size", arg.size, SIZES)
     steps = arg.steps or size["steps"]
@@ -42,16 +58,19 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "captioning"
 
-    config.data = dict(
-        name="sort_of_clevr",
-        data_dir="~/tensorflow_datasets",
-        build_if_missing=True,
-        num_train=arg.num_train,
-        num_test=arg.num_test,
-        image_size=75,
-        dataset_seed=0,
+    config.data = data_config(
+        arg.dataset,
+        arg.data_dir,
+        arg.image_size,
+        sort_of_clevr=dict(
+            build_if_missing=True,
+            num_train=arg.num_train,
+            num_test=arg.num_test,
+            dataset_seed=0,
+        ),
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         caption_text_bytes=320,  # reference text kept as bytes for the metrics
+        captions_per_image=5,  # the first 5 of each image's captions (Sort-of-CLEVR has 5)
         shuffle_seed=0,
         num_threads=2,
     )
@@ -108,11 +127,12 @@ def get_config(arg=None):
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(
         type="captioning",
-        split="test",
+        split=EVAL_SPLITS[arg.dataset],
         batch_size=50,
         every=max(1, steps // 3),
         reference_key="references",
     )
-    # Does the caption name each object's shape and place? (Sort-of-CLEVR scenes only.)
-    config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=steps)
+    if arg.dataset == "sort_of_clevr":
+        # Does the caption name each object's shape and place? (Sort-of-CLEVR scenes only.)
+        config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=steps)
     return config

@@ -11,7 +11,11 @@ Command:
   python -m mmjax.main --config=configs/retrieval_dual_encoder.py --workdir=runs/retrieval
 
 Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 keeps the
-size's default), num_train=<int>, num_test=<int>, loss=softmax|sigmoid.
+size's default), num_train=<int>, num_test=<int>, loss=softmax|sigmoid,
+dataset=sort_of_clevr|coco_captions|custom, data_dir=<path>, image_size=<int> (as in
+configs/caption_transformer.py: other datasets' images are resized and centre-cropped to
+image_size, the first 5 captions of each image are used, and evaluation is on coco_captions'
+"val" or a custom dataset's "validation" split).
 
 Results (default size: conv stem 16-32-64-64 to 25 tokens, width 64, one block per tower,
 mean pooling, 64-d embeddings, 147k parameters; batch 64, lr 2e-3, 1000 steps = 6.5 epochs;
@@ -34,6 +38,7 @@ scenes that differ only in shapes. Shorter runs (600 steps, i2t / t2i R@1): lr 1
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg
+from mmjax.data.catalog import EVAL_SPLITS, data_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
 
 SIZES = {
@@ -44,7 +49,17 @@ SIZES = {
 
 def get_config(arg=None):
     """Returns the experiment config; `arg` holds typed key=value overrides."""
-    arg = parse_arg(arg, size="default", steps=0, num_train=9800, num_test=200, loss="softmax")
+    arg = parse_arg(
+        arg,
+        size="default",
+        steps=0,
+        num_train=9800,
+        num_test=200,
+        loss="softmax",
+        dataset="sort_of_clevr",
+        data_dir="",
+        image_size=75,
+    )
     size = choose("size", arg.size, SIZES)
     choose("loss", arg.loss, {"softmax": None, "sigmoid": None})
     steps = arg.steps or size["steps"]
@@ -53,14 +68,16 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "retrieval"
 
-    config.data = dict(
-        name="sort_of_clevr",
-        data_dir="~/tensorflow_datasets",
-        build_if_missing=True,
-        num_train=arg.num_train,
-        num_test=arg.num_test,
-        image_size=75,
-        dataset_seed=0,
+    config.data = data_config(
+        arg.dataset,
+        arg.data_dir,
+        arg.image_size,
+        sort_of_clevr=dict(
+            build_if_missing=True,
+            num_train=arg.num_train,
+            num_test=arg.num_test,
+            dataset_seed=0,
+        ),
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         captions_per_image=5,
         shuffle_seed=0,
@@ -114,7 +131,7 @@ def get_config(arg=None):
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(
         type="retrieval",
-        split="test",
+        split=EVAL_SPLITS[arg.dataset],
         batch_size=50,
         every=max(1, steps // 5),
         ks=(1, 5, 10),

@@ -158,8 +158,13 @@ def test_preprocess_pads_missing_captions_and_names_bad_records(softmax_setup):
     example = task.preprocess({"id": 9, "image": image, "captions": [b"a red circle."] * 2})
     assert example["captions"].shape == (5, task.max_len)
     assert (example["captions"][:2, 0] != 0).all() and not example["captions"][2:].any()
-    with pytest.raises(DataError, match="record 9: has 6 captions"):
-        task.preprocess({"id": 9, "image": image, "captions": [b"a red circle."] * 6})
+    # More than R (COCO has 5 to 7): the first R are kept.
+    captions = [b"a red circle.", b"a blue square."] * 3
+    example = task.preprocess({"id": 9, "image": image, "captions": captions})
+    np.testing.assert_array_equal(example["captions"][4], example["captions"][0])
+    assert (example["captions"][:, 0] != 0).all()
+    with pytest.raises(DataError, match="record 9: has no captions"):
+        task.preprocess({"id": 9, "image": image, "captions": []})
     with pytest.raises(DataError, match="record 9"):
         task.preprocess({"id": 9, "image": image, "captions": [b"red " * 100]})
 

@@ -3,6 +3,11 @@
 `sort_of_clevr` is built locally (TFDS builder, ArrayRecord files) into `data_dir` when
 missing and `build_if_missing` is set; otherwise a missing dataset is an error naming the
 directory.
+
+`coco_captions` and `clevr` (TFDS catalog datasets, prepared in ArrayRecord format under
+`data_dir`) and `custom` (a dataset written by `python -m mmjax.data.prepare`; `data_dir` is
+its directory) are never built here: see `mmjax.data.catalog`. Their records come in the common
+layout of `catalog`, images resized to `data.image_size` (`data.resize`: "crop" or "squash").
 """
 
 from __future__ import annotations
@@ -23,10 +28,26 @@ def _sort_of_clevr_kwargs(data_config) -> dict:
     )
 
 
+def known_names() -> list[str]:
+    """The values data.name may take."""
+    from mmjax.data.catalog import DATASETS
+
+    return sorted(["sort_of_clevr", *DATASETS])
+
+
 def prepare(data_config) -> None:
-    """Builds the dataset of `data_config` if it is missing and building is allowed."""
+    """Builds the dataset of `data_config` if it is missing and building is allowed.
+
+    Datasets that cannot be built here (catalog and custom ones) are only checked: a missing
+    one is a ConfigError that says how to get it.
+    """
+    if data_config.name not in known_names():
+        raise ConfigError(f"data.name={data_config.name!r} is not one of {known_names()}")
     if data_config.name != "sort_of_clevr":
-        raise ConfigError(f"data.name={data_config.name!r} is not one of ['sort_of_clevr']")
+        from mmjax.data.catalog import dataset_dir
+
+        dataset_dir(data_config.name, data_config.data_dir)
+        return
     if data_config.build_if_missing:
         from mmjax.data.sort_of_clevr_tfds import build_sort_of_clevr
 
@@ -39,11 +60,41 @@ def prepare(data_config) -> None:
             build_sort_of_clevr(data_dir, **_sort_of_clevr_kwargs(data_config))
 
 
-def get_source(data_config, split: str):
-    """The random-access source (len, __getitem__ -> record dict) of `split`."""
+def dataset_file(data_config, filename: str) -> str | None:
+    """The path of `filename` saved with the dataset (a custom dataset's tokenizer), or None."""
+    if data_config.name != "custom":
+        return None
+    path = os.path.join(os.path.abspath(os.path.expanduser(data_config.data_dir)), filename)
+    return path if os.path.exists(path) else None
+
+
+def get_source(data_config, split: str, images: bool = True):
+    """The random-access source (len, __getitem__ -> record dict) of `split`.
+
+    images=False may leave the images out of the records, for reading only their text (a
+    vocabulary, a baseline): catalog and custom datasets then skip decoding them.
+    """
     from mmjax.data.sort_of_clevr_tfds import load_sort_of_clevr
 
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
+    if data_config.name != "sort_of_clevr":
+        from mmjax.data.catalog import dataset_dir, load_split
+
+        if data_config.name not in known_names():
+            raise ConfigError(f"data.name={data_config.name!r} is not one of {known_names()}")
+        source = load_split(
+            data_config.name,
+            data_dir,
+            split,
+            data_config.image_size if images else None,
+            data_config.get("resize", "crop"),
+        )
+        return CheckedSource(
+            source,
+            f"{data_config.name} {split}",
+            dataset_dir(data_config.name, data_dir),
+            hint="; the files under {data_dir} may be damaged: prepare the dataset again",
+        )
     try:
         source = load_sort_of_clevr(data_dir, split, **_sort_of_clevr_kwargs(data_config))
     except FileNotFoundError as error:
@@ -60,10 +111,16 @@ class CheckedSource:
     `len(source)` and `source[i]` as in the wrapped source.
     """
 
-    def __init__(self, source, name: str, data_dir: str):
+    def __init__(self, source, name: str, data_dir: str, hint: str | None = None):
         self._source = source
         self.name = name
         self.data_dir = data_dir
+        self.hint = (
+            "; the files under {data_dir} are damaged: delete the dataset's directory there to "
+            "rebuild it"
+            if hint is None
+            else hint
+        )
 
     def __len__(self) -> int:
         return len(self._source)
@@ -79,7 +136,6 @@ class CheckedSource:
         except Exception as error:  # noqa: BLE001 - whatever the decoder raised, name the record
             detail = str(error).splitlines()[0][:200] if str(error) else ""
             raise DataError(
-                f"{self.name} record {index} is corrupt ({type(error).__name__}: {detail}); "
-                f"the files under {self.data_dir} are damaged: delete the dataset's directory "
-                "there to rebuild it"
+                f"{self.name} record {index} is corrupt ({type(error).__name__}: {detail})"
+                + self.hint.format(data_dir=self.data_dir)
             ) from None

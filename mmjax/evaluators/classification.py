@@ -67,8 +67,15 @@ class ClassificationEvaluator:
 
     Each batch holds `label_key` [B, ...] and optionally `slice_key` [B, ...] integer arrays
     and `_mask` [B]; the predict function returns a dict whose `prediction_key` entry has
-    the label's shape. Metrics: accuracy, accuracy/<slice or group>, precision, recall, f1.
+    the label's shape. A negative label marks a padding entry (e.g. a VQA image with fewer
+    questions than the batch's rows), left out like a masked example. Metrics: accuracy,
+    accuracy/<slice or group>, precision, recall, f1.
+
+    `num_classes` may come from the task (its evaluator context) when the config leaves it out,
+    e.g. an answer vocabulary built from the data.
     """
+
+    CONTEXT = ("num_classes",)
 
     def __init__(
         self,
@@ -94,6 +101,7 @@ class ClassificationEvaluator:
             label = np.asarray(batch[self.label_key])
             # Broadcast the per-example mask over extra dims (e.g. 20 questions per image).
             keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (label.ndim - 1)), label.shape)
+            keep = keep & (label >= 0)
             labels.append(label[keep])
             predictions.append(np.asarray(predicted[self.prediction_key])[keep])
             if self.slice_key:

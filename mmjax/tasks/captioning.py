@@ -54,19 +54,29 @@ def _as_str(text) -> str:
     return text.decode() if isinstance(text, bytes) else str(text)
 
 
-def load_or_build_tokenizer(config, workdir: str | None):
-    """The workdir's saved tokenizer, or one built from the training captions (and saved).
+def load_or_build_tokenizer(config, workdir: str | None, texts=None):
+    """The tokenizer of config.tokenizer: the workdir's, the dataset's own, or a new one.
 
-    Every process builds the same tokenizer from the same data; process 0 writes it, atomically.
+    In that order: the one saved in the workdir (a resumed run); the one a custom dataset was
+    prepared with (`mmjax.data.prepare`, when of the same kind); else one built from the
+    training captions, or from `texts()` when given. The result is saved in the workdir, so a
+    resumed or reloaded run decodes with the same ids. Every process builds the same tokenizer
+    from the same data; process 0 writes it, atomically.
     """
     kind = config.tokenizer.kind
     path = os.path.join(workdir, TOKENIZER_FILES[kind]) if workdir else None
     if path and os.path.exists(path):
         return load_tokenizer(path)
-    options = {k: v for k, v in config.tokenizer.items() if k != "kind"}
-    tokenizer = build_tokenizer(
-        kind, _caption_texts(sources.get_source(config.data, "train")), **options
-    )
+    provided = sources.dataset_file(config.data, TOKENIZER_FILES[kind])
+    if provided:
+        tokenizer = load_tokenizer(provided)
+    else:
+        options = {k: v for k, v in config.tokenizer.items() if k != "kind"}
+        if texts is None:
+            training = _caption_texts(sources.get_source(config.data, "train", images=False))
+        else:
+            training = texts()
+        tokenizer = build_tokenizer(kind, training, **options)
     if path and jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         tokenizer.save(path + ".tmp")
@@ -82,6 +92,10 @@ class CaptioningTask:
         self.data_config = config.data
         self.max_len = config.data.max_caption_len
         self.text_bytes = config.data.caption_text_bytes
+        # Datasets whose images have different numbers of captions (COCO: 5 to 7) batch them
+        # as this many rows: the first R captions, then all-padding rows, which neither the
+        # loss nor the caption metrics count. None: every image has the same number.
+        self.captions_per_image = config.data.get("captions_per_image", None)
         self.label_smoothing = config.label_smoothing
         self.decoding = config.decoding.to_dict()
         self._model_kwargs = config.model.to_dict()
@@ -118,26 +132,36 @@ class CaptioningTask:
         """What caption evaluators need from the task: the tokenizer that decodes predictions."""
         return {"tokenizer": self.tokenizer}
 
+    def _eval_split(self) -> str:
+        evals = self.config.get("evals", {})
+        return evals["test"].split if "test" in evals else "test"
+
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
         """A decoded record with "image" and "captions" -> one example (see module docstring).
 
-        Raises DataError naming the record for an image that is not [H, W, 3] uint8 or a
-        caption that is empty or longer than data.max_caption_len tokens.
+        With data.captions_per_image = R, captions [R, L] and references [R, text_bytes] hold
+        the first R captions and then all-zero rows. Raises DataError naming the record for an
+        image that is not [H, W, 3] uint8, no caption, or a caption that is empty or longer than
+        data.max_caption_len tokens.
         """
         where = f"record {record.get('id', '?')}"
         image = np.asarray(record["image"])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
-        texts = [_as_str(c) for c in record["captions"]]
+        texts = [_as_str(c) for c in record.get("captions", ())]
+        if not texts:
+            raise DataError(f"{where}: has no captions")
+        rows = self.captions_per_image or len(texts)
+        texts = texts[:rows]
+        captions = np.zeros((rows, self.max_len), np.int32)
         try:
-            captions = np.stack([self.tokenizer.encode(t, self.max_len) for t in texts])
+            for i, text in enumerate(texts):
+                captions[i] = self.tokenizer.encode(text, self.max_len)
         except ValueError as error:
             raise DataError(f"{where}: {error}") from None
-        example = {
-            "image": image,
-            "captions": captions,
-            "references": text_to_bytes(texts, self.text_bytes),
-        }
+        references = np.zeros((rows, self.text_bytes), np.uint8)
+        references[: len(texts)] = text_to_bytes(texts, self.text_bytes)
+        example = {"image": image, "captions": captions, "references": references}
         if "objects" in record:  # a Sort-of-CLEVR scene: its objects, by colour, for scoring
             objects = record["objects"]
             order = np.argsort(objects["color"])
@@ -217,8 +241,8 @@ class CaptioningTask:
     def report(self, metrics: dict[str, float]) -> str:
         """A table of the test caption metrics next to the most-frequent-caption baseline."""
         baseline = most_frequent_caption_baseline(
-            sources.get_source(self.data_config, "train"),
-            sources.get_source(self.data_config, "test"),
+            sources.get_source(self.data_config, "train", images=False),
+            sources.get_source(self.data_config, self._eval_split(), images=False),
         )
         lines = [f"{'metric':<10}{'model':>10}{'most frequent caption':>24}", "-" * 44]
         for name, value in baseline.items():

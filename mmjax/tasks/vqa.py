@@ -1,11 +1,24 @@
 """Visual question answering: a VQATransformer, cross-entropy over answers, argmax predictions.
 
 One example is one image with all its questions: image uint8 [H, W, 3], question int32
-[Q, L] (token ids, 0 = padding), answer int32 [Q], subtype int32 [Q]. The model encodes each
-image once for its Q questions.
+[Q, L] (token ids, 0 = padding), answer int32 [Q], and on Sort-of-CLEVR subtype int32 [Q]. The
+model encodes each image once for its Q questions.
+
+Sort-of-CLEVR has 20 questions per image from fixed templates and 10 answers: its question
+tokenizer is built from the templates and its answers are already ids. Any other dataset
+(clevr, custom) has free-text questions and answers and any number of questions per image:
+the question tokenizer (config.tokenizer) and the answer vocabulary
+(`mmjax.data.answers.AnswerVocabulary`, at most data.max_answers classes) are built from the
+training split on the first run (or taken from a custom dataset, which was prepared with them)
+and saved in the workdir; each image's first data.questions_per_image = Q questions are kept
+and the rest of the Q rows are padding. Answer ids: 0..N-1 the vocabulary, N an answer outside
+it (always wrong, left out of the loss), -1 a padding row (left out of loss and metrics).
 """
 
 from __future__ import annotations
+
+import collections
+import os
 
 import jax
 import jax.numpy as jnp
@@ -14,50 +27,133 @@ import optax
 
 from mmjax.config_utils import ConfigError
 from mmjax.data import sort_of_clevr, sources
+from mmjax.data.answers import AnswerVocabulary
 from mmjax.data.errors import DataError
-from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
+from mmjax.data.tokenizer import BOS, EOS, sort_of_clevr_question_tokenizer
 from mmjax.models.vqa import VQATransformer
+
+ANSWERS_FILE = "answers.json"
+
+
+def _as_str(text) -> str:
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+def load_or_build_answers(config, workdir: str | None) -> AnswerVocabulary:
+    """The answer vocabulary: the workdir's, a custom dataset's, or built from training answers.
+
+    Built ones keep at most data.max_answers (0: all) answers and are saved in the workdir.
+    """
+    path = os.path.join(workdir, ANSWERS_FILE) if workdir else None
+    if path and os.path.exists(path):
+        return AnswerVocabulary.load(path)
+    provided = sources.dataset_file(config.data, ANSWERS_FILE)
+    if provided:  # most frequent first, so the first max_answers are the ones to keep
+        answers = AnswerVocabulary.load(provided).answers
+        vocabulary = AnswerVocabulary(answers[: config.data.max_answers or None])
+    else:
+        train = sources.get_source(config.data, "train", images=False)
+        answers = (_as_str(a) for record in train for a in record["questions"]["answer"])
+        try:
+            vocabulary = AnswerVocabulary.build(answers, max_size=config.data.max_answers)
+        except ValueError:
+            raise DataError(f"{config.data.name} train has no non-empty answers") from None
+    if path and jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        vocabulary.save(path + ".tmp")
+        os.replace(path + ".tmp", path)
+    return vocabulary
 
 
 class VQATask:
     """Glues a VQATransformer built from `config.model` to its loss and predictions."""
 
     def __init__(self, config):
-        self.tokenizer = sort_of_clevr_question_tokenizer()
+        self.config = config
         self.data_config = config.data
         self.max_len = config.data.max_question_len
         self._encoded: dict[bytes, np.ndarray] = {}
-        model = config.model.to_dict()
+        self._model_kwargs = config.model.to_dict()
+        # "bfloat16": bf16 activations and matmuls; parameters and optimizer state stay f32.
+        self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
+        self.sort_of_clevr = config.data.name == "sort_of_clevr"
+        self.answers = None  # an AnswerVocabulary, for datasets with free-text answers
+        self.num_answers = None
+        if self.sort_of_clevr:
+            self.tokenizer = sort_of_clevr_question_tokenizer()
+            self.num_answers = len(sort_of_clevr.ANSWERS)
+            self.model = self._build_model(self.tokenizer.vocab_size)
+        else:
+            self.questions_per_image = config.data.questions_per_image
+            self._build_model(1)  # checks config.model before any data is read
+            self.tokenizer = self.model = None
+
+    def _build_model(self, vocab_size: int) -> VQATransformer:
         try:
-            # "bfloat16": bf16 activations and matmuls; parameters and optimizer state stay f32.
-            model["dtype"] = jnp.dtype(model.get("dtype", "float32"))
-            self.model = VQATransformer(
-                num_answers=len(sort_of_clevr.ANSWERS),
-                vocab_size=self.tokenizer.vocab_size,
+            return VQATransformer(
+                num_answers=self.num_answers or 1,
+                vocab_size=vocab_size,
                 max_question_len=self.max_len,
-                **model,
+                **self._model_kwargs,
             )
         except TypeError as error:
             raise ConfigError(f"config.model: {error}") from None
 
+    def prepare(self, workdir: str | None) -> None:
+        """Loads or builds the question tokenizer and answer vocabulary; builds the model.
+
+        A no-op on Sort-of-CLEVR, whose tokenizer and answers are fixed.
+        """
+        if self.sort_of_clevr:
+            return
+        from mmjax.tasks.captioning import load_or_build_tokenizer
+
+        self.answers = load_or_build_answers(self.config, workdir)
+        self.num_answers = len(self.answers)
+        train = sources.get_source(self.data_config, "train", images=False)
+        self.tokenizer = load_or_build_tokenizer(
+            self.config,
+            workdir,
+            texts=lambda: [_as_str(t) for record in train for t in record["questions"]["text"]],
+        )
+        self.model = self._build_model(self.tokenizer.vocab_size)
+
+    @property
+    def evaluator_context(self) -> dict:
+        """What evaluators may take from the task: the number of answer classes.
+
+        num_answers + 1 on free-text datasets: the last class is "outside the vocabulary".
+        """
+        return {"num_classes": self.num_answers + (0 if self.sort_of_clevr else 1)}
+
     def _encode(self, text: bytes) -> np.ndarray:
+        if not self.sort_of_clevr:  # free text rarely repeats: a cache would only grow
+            return self.tokenizer.encode(_as_str(text), self.max_len)
         # Questions come from a few templates, so each distinct text is tokenized once.
         if text not in self._encoded:
-            decoded = text.decode() if isinstance(text, bytes) else text
-            self._encoded[text] = self.tokenizer.encode(decoded, self.max_len)
+            self._encoded[text] = self.tokenizer.encode(_as_str(text), self.max_len)
         return self._encoded[text]
 
-    def preprocess(self, record: dict) -> dict[str, np.ndarray]:
-        """A decoded Sort-of-CLEVR record -> one training example (see module docstring).
-
-        Raises DataError naming the record for an image that is not [H, W, 3] uint8, an empty
-        or over-long question, or an answer outside the answer vocabulary.
-        """
-        questions = record["questions"]
-        where = f"record {record.get('id', '?')}"
+    def _check_image(self, record: dict) -> np.ndarray:
         image = np.asarray(record["image"])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
+            raise DataError(
+                f"record {record.get('id', '?')}: image is {image.dtype}{list(image.shape)}, "
+                "not uint8 HxWx3"
+            )
+        return image
+
+    def preprocess(self, record: dict) -> dict[str, np.ndarray]:
+        """A decoded record -> one example (see module docstring).
+
+        Raises DataError naming the record for an image that is not [H, W, 3] uint8, no
+        question, an empty or over-long question, or (Sort-of-CLEVR) an answer outside the 10.
+        """
+        if not self.sort_of_clevr:
+            return self._preprocess_free_text(record)
+        questions = record["questions"]
+        where = f"record {record.get('id', '?')}"
+        image = self._check_image(record)
         try:
             question = np.stack([self._encode(t) for t in questions["text"]])
         except ValueError as error:
@@ -77,6 +173,27 @@ class VQATask:
             "subtype": np.asarray(questions["subtype"], np.int32),
         }
 
+    def _preprocess_free_text(self, record: dict) -> dict[str, np.ndarray]:
+        where = f"record {record.get('id', '?')}"
+        image = self._check_image(record)
+        questions = record.get("questions") or {"text": [], "answer": []}
+        texts = list(questions["text"])[: self.questions_per_image]
+        if not texts:
+            raise DataError(f"{where}: has no questions")
+        # Padding rows hold "<bos> <eos>", not all padding: a question with no real token
+        # would give its pooled token nothing to attend to.
+        question = np.zeros((self.questions_per_image, self.max_len), np.int32)
+        question[:, :2] = (BOS, EOS)
+        answer = np.full(self.questions_per_image, -1, np.int32)
+        try:
+            for i, text in enumerate(texts):
+                question[i] = self._encode(text)
+        except ValueError as error:
+            raise DataError(f"{where}: {error}") from None
+        for i, text in enumerate(questions["answer"][: len(texts)]):
+            answer[i] = self.answers.id(_as_str(text))
+        return {"image": image, "question": question, "answer": answer}
+
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""
         return self.model.init({"params": rng}, batch["image"], batch["question"])["params"]
@@ -90,9 +207,14 @@ class VQATask:
             train=True,
             rngs={"dropout": rng},
         )
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["answer"])
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["answer"])
-        return losses.mean(), {"accuracy": accuracy}
+        answer = batch["answer"]
+        # Padding rows (-1) and answers outside the vocabulary (num_answers) are not trained on.
+        valid = (answer >= 0) & (answer < logits.shape[-1])
+        labels = jnp.where(valid, answer, 0)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        count = jnp.maximum(valid.sum(), 1)
+        accuracy = jnp.sum((jnp.argmax(logits, -1) == answer) & valid) / count
+        return jnp.sum(losses * valid) / count, {"accuracy": accuracy}
 
     def predict(self, params, batch):
         """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
@@ -104,7 +226,21 @@ class VQATask:
         }
 
     def report(self, metrics: dict[str, float]) -> str:
-        """A table of test accuracy per subtype next to the question-only baseline."""
+        """A table of test accuracy per subtype next to the question-only baseline.
+
+        On free-text datasets: test accuracy next to always giving the most frequent answer.
+        """
+        if not self.sort_of_clevr:
+            split = self.config.evals.test.split if "test" in self.config.evals else "test"
+            baseline = most_frequent_answer_baseline(
+                sources.get_source(self.data_config, "train", images=False),
+                sources.get_source(self.data_config, split, images=False),
+            )
+            model = 100 * metrics.get("test/accuracy", float("nan"))
+            return (
+                f"{'test accuracy':<16}{'model':>8}{'most frequent answer':>22}\n"
+                f"{'overall':<16}{model:>7.1f}%{100 * baseline:>21.1f}%"
+            )
         baseline = question_only_baseline(
             sources.get_source(self.data_config, "train"),
             sources.get_source(self.data_config, "test"),
@@ -143,3 +279,17 @@ def question_only_baseline(train_records, test_records) -> dict[str, float]:
         np.mean(sum((hits[n] for n in ("closest", "furthest", "count")), []))
     )
     return result
+
+
+def most_frequent_answer_baseline(train_records, test_records) -> float:
+    """Accuracy on test of always giving the most frequent (normalised) training answer."""
+    from mmjax.data.answers import normalize_answer
+
+    counts = collections.Counter(
+        normalize_answer(_as_str(a)) for r in train_records for a in r["questions"]["answer"]
+    )
+    best = min(counts, key=lambda a: (-counts[a], a))
+    hits = [
+        normalize_answer(_as_str(a)) == best for r in test_records for a in r["questions"]["answer"]
+    ]
+    return float(np.mean(hits)) if hits else float("nan")
