@@ -1,8 +1,13 @@
-"""Visual question answering: a VQATransformer, cross-entropy over answers, argmax predictions.
+"""Visual question answering: a VQA model, cross-entropy over answers, argmax predictions.
 
 One example is one image with all its questions: image uint8 [H, W, 3], question int32
-[Q, L] (token ids, 0 = padding), answer int32 [Q], subtype int32 [Q]. The model encodes each
-image once for its Q questions.
+[Q, L] (token ids, 0 = padding), answer int32 [Q], subtype int32 [Q], and question_code
+float32 [Q, 11] where the records hold the 11-number codes (Sort-of-CLEVR does). The model
+encodes each image once for its Q questions.
+
+`config.model.name` picks the model: "transformer" (the default, `VQATransformer`, reads the
+question tokens) or one of `relation.CODE_MODELS` ("relation_network", "cnn_mlp",
+"question_only", which read the question codes); the other model entries are its arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from mmjax.config_utils import ConfigError
 from mmjax.data import sort_of_clevr, sources
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
+from mmjax.models import relation
 from mmjax.models.vqa import VQATransformer
 
 
@@ -31,12 +37,22 @@ class VQATask:
         try:
             # "bfloat16": bf16 activations and matmuls; parameters and optimizer state stay f32.
             model["dtype"] = jnp.dtype(model.get("dtype", "float32"))
-            self.model = VQATransformer(
-                num_answers=len(sort_of_clevr.ANSWERS),
-                vocab_size=self.tokenizer.vocab_size,
-                max_question_len=self.max_len,
-                **model,
-            )
+            self.model_name = model.pop("name", "transformer")
+            # The batch entry the model reads as its questions.
+            self.question_key = "question" if self.model_name == "transformer" else "question_code"
+            if self.model_name == "transformer":
+                self.model = VQATransformer(
+                    num_answers=len(sort_of_clevr.ANSWERS),
+                    vocab_size=self.tokenizer.vocab_size,
+                    max_question_len=self.max_len,
+                    **model,
+                )
+            elif self.model_name in relation.CODE_MODELS:
+                model_class = relation.CODE_MODELS[self.model_name]
+                self.model = model_class(num_answers=len(sort_of_clevr.ANSWERS), **model)
+            else:
+                known = ["transformer", *relation.CODE_MODELS]
+                raise ConfigError(f"config.model.name={self.model_name!r} is not one of {known}")
         except TypeError as error:
             raise ConfigError(f"config.model: {error}") from None
 
@@ -70,23 +86,31 @@ class VQATask:
                 f"{where}: answer {answer[i]} of question {i} is outside the "
                 f"{len(sort_of_clevr.ANSWERS)} answers {list(sort_of_clevr.ANSWERS)}"
             )
-        return {
+        example = {
             "image": image,
             "question": question,
             "answer": answer,
             "subtype": np.asarray(questions["subtype"], np.int32),
         }
+        if "code" in questions:
+            example["question_code"] = np.asarray(questions["code"], np.float32)
+        elif self.question_key == "question_code":
+            raise DataError(
+                f"{where}: model {self.model_name!r} reads the questions' 11-number codes, "
+                "which this dataset's records do not hold (questions/code)"
+            )
+        return example
 
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""
-        return self.model.init({"params": rng}, batch["image"], batch["question"])["params"]
+        return self.model.init({"params": rng}, batch["image"], batch[self.question_key])["params"]
 
     def loss(self, params, batch, rng):
         """Mean answer cross-entropy over all B*Q questions, and the training accuracy."""
         logits, _ = self.model.apply(
             {"params": params},
             batch["image"],
-            batch["question"],
+            batch[self.question_key],
             train=True,
             rngs={"dropout": rng},
         )
@@ -96,7 +120,7 @@ class VQATask:
 
     def predict(self, params, batch):
         """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
-        logits, _ = self.model.apply({"params": params}, batch["image"], batch["question"])
+        logits, _ = self.model.apply({"params": params}, batch["image"], batch[self.question_key])
         probabilities = jax.nn.softmax(logits.astype(jnp.float32), -1)
         return {
             "answer": jnp.argmax(logits, -1).astype(jnp.int32),
