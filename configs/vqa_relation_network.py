@@ -64,7 +64,8 @@ def get_config(arg=None):
     tiny = arg.size == "tiny"
     batch = 2 if tiny else IMAGES_PER_BATCH
     steps_per_epoch = math.ceil(arg.num_train / batch)
-    steps = arg.steps or (20 if tiny else math.ceil(epochs * steps_per_epoch))
+    # size=tiny trains 20 steps unless given epochs or steps.
+    steps = arg.steps or (20 if tiny and not arg.epochs else math.ceil(epochs * steps_per_epoch))
 
     config = ml_collections.ConfigDict()
     config.seed = 0
