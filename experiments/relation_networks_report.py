@@ -142,11 +142,15 @@ def _pct(value) -> str:
     return "" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+def _minutes(value) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
 def _target_text(evals: list[dict]) -> str:
     hit = first_reaching(evals, TARGET)
     if hit is None:
         return "not reached"
-    return f"epoch {hit['epochs']:.1f}, {hit['minutes'] or 0:.0f} min"
+    return f"epoch {hit['epochs']:.1f}, {_minutes(hit['minutes'])} min"
 
 
 def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
@@ -160,7 +164,8 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
         "",
         f"Written by `{meta['command']}`.",
         f"Test accuracy (%) on the {meta['num_test']} test images (20 questions each) at each "
-        "run's last evaluation, with the epochs (9,800 training images each) and the training "
+        f"run's last evaluation, with the epochs ({meta['num_train']:,} training images each) and "
+        "the training "
         "minutes of this machine behind it (evaluation excluded). 'reaches 94 / 99': the first "
         "evaluation with at least 94% relational and 99% non-relational accuracy.",
         "",
@@ -173,7 +178,7 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
         if final is None:
             cells += [f"0 ({run['status']})", ""] + [""] * len(COLUMNS) + [""]
         else:
-            cells += [f"{final['epochs']:.1f}", f"{final['minutes'] or 0:.0f}"]
+            cells += [f"{final['epochs']:.1f}", _minutes(final["minutes"])]
             cells += [_pct(final["accuracy"][c]) for c in COLUMNS]
             cells.append(_target_text(run["evals"]))
         lines.append("| " + " | ".join(cells) + " |")
@@ -214,10 +219,10 @@ def plot(runs: list[dict], baseline: dict[str, float], path: str) -> bool:
         if key in baseline:
             ax.axhline(100 * baseline[key], color="gray", ls=":", label="question-only (majority)")
         ax.axhline(100 * TARGET[key], color="black", ls="--", lw=0.8, label="target")
-        ax.set(title=key.replace("_", "-"), xlabel="epochs", ylim=(0, 100))
+        ax.set(title=key.replace("_", "-"), xlabel="epochs", ylim=(0, 100), xlim=(0, None))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

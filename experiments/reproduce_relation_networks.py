@@ -157,8 +157,8 @@ def prepare_data(config_args: str, common) -> None:
     sources.prepare(_data_config(config_args, common))
 
 
-def question_only_majority(config_args: str, common) -> tuple[dict[str, float], int]:
-    """The image-blind baseline's test accuracy per subtype, and the number of test images.
+def question_only_majority(config_args: str, common):
+    """The image-blind baseline's test accuracy per subtype, and the data config.
 
     The baseline answers each (colour, subtype) with its most frequent training answer: the
     best a model that ignores the image can do.
@@ -169,12 +169,12 @@ def question_only_majority(config_args: str, common) -> tuple[dict[str, float], 
     data = _data_config(config_args, common)
     sources.prepare(data)
     train, test = sources.get_source(data, "train"), sources.get_source(data, "test")
-    return question_only_baseline(train, test), data.num_test
+    return question_only_baseline(train, test), data
 
 
 def write_report(flags, common, jobs, argv) -> list[str]:
     """Summarises every run that has a config.json and writes the results files."""
-    baseline, num_test = question_only_majority(flags.config_args, common)
+    baseline, data = question_only_majority(flags.config_args, common)
     runs = []
     for model, job in jobs:
         if not os.path.exists(os.path.join(job.directory, "config.json")):
@@ -184,7 +184,8 @@ def write_report(flags, common, jobs, argv) -> list[str]:
         runs.append(dict(name=job.name, label=label, differs=differs, **summary))
     meta = dict(
         command=shlex.join(["python", "-m", "experiments.reproduce_relation_networks", *argv]),
-        num_test=num_test,
+        num_train=data.num_train,
+        num_test=data.num_test,
         budgets={m: flags.budgets[m] for m in flags.models},
     )
     return report.write(flags.out, runs, baseline, meta)

@@ -59,14 +59,14 @@ def test_results_table_lists_runs_baseline_and_published_numbers(tmp_path):
     summary = report.summarize(str(tmp_path / "run"))
     run = dict(name="cnn_mlp", label="CNN+MLP", differs="2.0 of 100 epochs", **summary)
     baseline = {k: 0.5 for k in report.COLUMNS}
-    meta = dict(command="python -m experiments.reproduce_relation_networks", num_test=200)
+    meta = dict(command="python -m x", num_train=100, num_test=200)
     paths = report.write(str(tmp_path / "out"), [run], baseline, meta)
     with open(paths[1]) as f:
         table = f.read()
     row = next(line for line in table.splitlines() if line.startswith("| CNN+MLP |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:5] == ["CNN+MLP", "2.0 of 100 epochs", "2.0", "4", "99.5"]
-    assert cells[-3:] == ["99.5", "95.0", "epoch 2.0, 4 min"]
+    assert cells[:5] == ["CNN+MLP", "2.0 of 100 epochs", "2.0", "4.5", "99.5"]
+    assert cells[-3:] == ["99.5", "95.0", "epoch 2.0, 4.5 min"]
     assert "| question-only (majority) |" in table and "kimhc6028" in table
     assert "1.00 ep: 70.0 / 50.0, 2.00 ep: 99.5 / 95.0" in table
     with open(paths[0]) as f:
