@@ -142,6 +142,11 @@ def _pct(value) -> str:
     return "" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+def epochs_text(value: float) -> str:
+    """Epochs to two decimals below 1 (short probes), to one above."""
+    return f"{value:.2f}" if value < 1 else f"{value:.1f}"
+
+
 def _minutes(value) -> str:
     return "" if value is None else f"{value:.1f}"
 
@@ -150,7 +155,7 @@ def _target_text(evals: list[dict]) -> str:
     hit = first_reaching(evals, TARGET)
     if hit is None:
         return "not reached"
-    return f"epoch {hit['epochs']:.1f}, {_minutes(hit['minutes'])} min"
+    return f"epoch {epochs_text(hit['epochs'])}, {_minutes(hit['minutes'])} min"
 
 
 def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
@@ -178,7 +183,7 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
         if final is None:
             cells += [f"0 ({run['status']})", ""] + [""] * len(COLUMNS) + [""]
         else:
-            cells += [f"{final['epochs']:.1f}", _minutes(final["minutes"])]
+            cells += [epochs_text(final["epochs"]), _minutes(final["minutes"])]
             cells += [_pct(final["accuracy"][c]) for c in COLUMNS]
             cells.append(_target_text(run["evals"]))
         lines.append("| " + " | ".join(cells) + " |")

@@ -26,7 +26,7 @@ from mmjax.models.vqa import VQATransformer
 
 
 class VQATask:
-    """Glues a VQATransformer built from `config.model` to its loss and predictions."""
+    """Glues the VQA model `config.model` names to its loss and predictions."""
 
     def __init__(self, config):
         self.tokenizer = sort_of_clevr_question_tokenizer()
