@@ -132,3 +132,24 @@ def get_config(arg=None):
         groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
     )
     return config
+
+
+def get_sweep(arg=None):
+    r"""The paper's models side by side, optionally at several learning rates and g widths.
+
+      python -m experiments.sweep --config=configs/vqa_relation_network.py:epochs=1 \
+          --workdir=runs/rn_sweep --sweep_arg=model=cnn_mlp/relation_network,lr=1e-4/2.5e-4
+
+    `arg` (--sweep_arg) holds '/'-separated values: `model=` (default all three), `lr=`
+    (default 2.5e-4), `g_width=` (default 256; it only changes the RN's g). The full
+    reproduction, with the transformer and a results table next to the paper's numbers, is
+    experiments/reproduce_relation_networks.py.
+    """
+    from mmjax import sweeps  # only sweeps need it, not get_config
+
+    arg = parse_arg(arg, model="question_only/cnn_mlp/relation_network", lr="2.5e-4", g_width="")
+    axes = {":model": sweeps.split_values(arg.model)}
+    axes["optim.lr"] = sweeps.split_values(arg.lr, float)
+    if arg.g_width:
+        axes[":g_width"] = sweeps.split_values(arg.g_width, int)
+    return sweeps.product(**axes)

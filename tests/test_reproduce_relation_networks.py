@@ -126,3 +126,19 @@ def test_real_tiny_reproduction_runs_resumes_and_extends(tmp_path):
     assert "skipping 2 trial(s) already done" in out.getvalue()
     with open(tmp_path / "runs" / "cnn_mlp" / "log.txt") as f:
         assert "resumed from the checkpoint at step 16" in f.read()
+
+
+def test_the_config_sweeps_the_papers_models():
+    from mmjax import sweeps
+
+    config = os.path.join(ROOT, "configs", "vqa_relation_network.py")
+    trials = sweeps.load_sweep(f"{config}:size=tiny", "model=cnn_mlp/relation_network,lr=1e-4")
+    assert [t.name for t in trials] == [
+        "model=cnn_mlp,lr=0.0001",
+        "model=relation_network,lr=0.0001",
+    ]
+    flags = trials[1].main_args(f"{config}:size=tiny")
+    assert flags == [
+        f"--config={config}:size=tiny,model=relation_network",
+        "--config.optim.lr=0.0001",
+    ]
