@@ -124,9 +124,10 @@ def config_spec(
     return sweeps.with_config_args(RN_CONFIG, {**args, **extra})
 
 
-def describe(model: str, summary: dict, g_width: int) -> tuple[str, str]:
+def describe(model: str, summary: dict) -> tuple[str, str]:
     """(label, how the run differs from the paper) for the results table."""
     epochs = summary["final"]["epochs"] if summary["final"] else 0.0
+    g_width = summary["model"].get("g_width")
     if model == "transformer":
         return (
             "multimodal transformer (mmjax)",
@@ -178,15 +179,24 @@ def question_only_majority(config_args: str, common):
 
 
 def write_report(flags, common, jobs, argv) -> list[str]:
-    """Summarises every run that has a config.json and writes the results files."""
+    """Summarises every run that has a config.json and writes the results files.
+
+    The runs of the flags' models come first, then RN runs of other g widths found in the
+    workdir (an earlier --g_width), so the table keeps every width that was run.
+    """
     baseline, data = question_only_majority(flags.config_args, common)
+    found = [(model, job.name, job.directory) for model, job in jobs]
+    if os.path.isdir(flags.workdir):
+        for name in sorted(os.listdir(flags.workdir)):
+            if name.startswith("relation_network_g") and name not in {n for _, n, _ in found}:
+                found.append(("relation_network", name, os.path.join(flags.workdir, name)))
     runs = []
-    for model, job in jobs:
-        if not os.path.exists(os.path.join(job.directory, "config.json")):
+    for model, name, directory in found:
+        if not os.path.exists(os.path.join(directory, "config.json")):
             continue
-        summary = report.summarize(job.directory)
-        label, differs = describe(model, summary, flags.g_width)
-        runs.append(dict(name=job.name, label=label, differs=differs, **summary))
+        summary = report.summarize(directory)
+        label, differs = describe(model, summary)
+        runs.append(dict(name=name, label=label, differs=differs, **summary))
     meta = dict(
         command=shlex.join(["python", "-m", "experiments.reproduce_relation_networks", *argv]),
         num_train=data.num_train,
