@@ -1,8 +1,14 @@
-"""Visual question answering: a VQATransformer, cross-entropy over answers, argmax predictions.
+"""Visual question answering: a VQA model, cross-entropy over answers, argmax predictions.
 
 One example is one image with all its questions: image uint8 [H, W, 3], question int32
-[Q, L] (token ids, 0 = padding), answer int32 [Q], and on Sort-of-CLEVR subtype int32 [Q]. The
-model encodes each image once for its Q questions.
+[Q, L] (token ids, 0 = padding), answer int32 [Q], and on Sort-of-CLEVR subtype int32 [Q] and
+question_code float32 [Q, 11] (the 11-number codes). The model encodes each image once for its
+Q questions.
+
+`config.model.name` picks the model: "transformer" (the default, `VQATransformer`, reads the
+question tokens) or one of `relation.CODE_MODELS` ("relation_network", "cnn_mlp",
+"question_only", which read the Sort-of-CLEVR question codes); the other model entries are its
+arguments.
 
 Sort-of-CLEVR has 20 questions per image from fixed templates and 10 answers: its question
 tokenizer is built from the templates and its answers are already ids. Any other dataset
@@ -30,6 +36,7 @@ from mmjax.data import sort_of_clevr, sources
 from mmjax.data.answers import AnswerVocabulary
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import BOS, EOS, sort_of_clevr_question_tokenizer
+from mmjax.models import relation
 from mmjax.models.vqa import VQATransformer
 
 ANSWERS_FILE = "answers.json"
@@ -76,6 +83,12 @@ class VQATask:
         self._model_kwargs = config.model.to_dict()
         # "bfloat16": bf16 activations and matmuls; parameters and optimizer state stay f32.
         self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
+        self.model_name = self._model_kwargs.pop("name", "transformer")
+        known = ["transformer", *relation.CODE_MODELS]
+        if self.model_name not in known:
+            raise ConfigError(f"config.model.name={self.model_name!r} is not one of {known}")
+        # The batch entry the model reads as its questions.
+        self.question_key = "question" if self.model_name == "transformer" else "question_code"
         self.sort_of_clevr = config.data.name == "sort_of_clevr"
         self.answers = None  # an AnswerVocabulary, for datasets with free-text answers
         self.num_answers = None
@@ -83,13 +96,21 @@ class VQATask:
             self.tokenizer = sort_of_clevr_question_tokenizer()
             self.num_answers = len(sort_of_clevr.ANSWERS)
             self.model = self._build_model(self.tokenizer.vocab_size)
+        elif self.question_key == "question_code":
+            raise ConfigError(
+                f"config.model.name={self.model_name!r} reads Sort-of-CLEVR's question codes; "
+                f"{config.data.name} has free-text questions: use the transformer"
+            )
         else:
             self.questions_per_image = config.data.questions_per_image
             self._build_model(1)  # checks config.model before any data is read
             self.tokenizer = self.model = None
 
-    def _build_model(self, vocab_size: int) -> VQATransformer:
+    def _build_model(self, vocab_size: int):
         try:
+            if self.model_name != "transformer":
+                model_class = relation.CODE_MODELS[self.model_name]
+                return model_class(num_answers=self.num_answers, **self._model_kwargs)
             return VQATransformer(
                 num_answers=self.num_answers or 1,
                 vocab_size=vocab_size,
@@ -166,12 +187,20 @@ class VQATask:
                 f"{where}: answer {answer[i]} of question {i} is outside the "
                 f"{len(sort_of_clevr.ANSWERS)} answers {list(sort_of_clevr.ANSWERS)}"
             )
-        return {
+        example = {
             "image": image,
             "question": question,
             "answer": answer,
             "subtype": np.asarray(questions["subtype"], np.int32),
         }
+        if "code" in questions:
+            example["question_code"] = np.asarray(questions["code"], np.float32)
+        elif self.question_key == "question_code":
+            raise DataError(
+                f"{where}: model {self.model_name!r} reads the questions' 11-number codes, "
+                "which this dataset's records do not hold (questions/code)"
+            )
+        return example
 
     def _preprocess_free_text(self, record: dict) -> dict[str, np.ndarray]:
         where = f"record {record.get('id', '?')}"
@@ -196,14 +225,14 @@ class VQATask:
 
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""
-        return self.model.init({"params": rng}, batch["image"], batch["question"])["params"]
+        return self.model.init({"params": rng}, batch["image"], batch[self.question_key])["params"]
 
     def loss(self, params, batch, rng):
         """Mean answer cross-entropy over all B*Q questions, and the training accuracy."""
         logits, _ = self.model.apply(
             {"params": params},
             batch["image"],
-            batch["question"],
+            batch[self.question_key],
             train=True,
             rngs={"dropout": rng},
         )
@@ -218,7 +247,7 @@ class VQATask:
 
     def predict(self, params, batch):
         """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
-        logits, _ = self.model.apply({"params": params}, batch["image"], batch["question"])
+        logits, _ = self.model.apply({"params": params}, batch["image"], batch[self.question_key])
         probabilities = jax.nn.softmax(logits.astype(jnp.float32), -1)
         return {
             "answer": jnp.argmax(logits, -1).astype(jnp.int32),
