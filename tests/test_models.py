@@ -206,18 +206,14 @@ def test_vqa_transformer_variants_shapes(overrides):
     assert inter["text_attention"]["block_0"] == (2, 3, 2, 6, n + 6)
 
 
-@pytest.mark.parametrize(
-    "condition_image, head",
-    [("none", "question_token"), ("shift", "token_pairs"), ("gate", "gated_pairs")],
-)
-def test_pooled_question_fusion(condition_image, head):
+@pytest.mark.parametrize("condition_image", ["none", "shift", "gate"])
+def test_pooled_question_fusion(condition_image):
     images, questions = _vqa_batch()
     model = VQATransformer(
         patch_size=5,
         question_fusion="pooled",
         question_depth=1,
         condition_image=condition_image,
-        head=head,
         **TINY,
     )
     params = jax.jit(model.init)(jax.random.key(0), images, questions)

@@ -63,9 +63,6 @@ class VQATransformer(nn.Module):
         over single tokens). g sees each image token jointly with the question, so selecting
         "the red object" is a learned conjunction rather than an attention lookup that has to
         emerge first; it costs B * Q * N * head_dim^2 multiply-adds, small next to the encoder.
-        "gated_pairs": the same, but g's first layer multiplies a projection of the token by
-        a projection of the question (channel by channel) instead of adding them, and the
-        answer MLP reads the sum next to the question's token.
       head_dim: hidden width of the answer MLP; defaults to width.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
@@ -119,21 +116,19 @@ class VQATransformer(nn.Module):
             return nn.Dense(self.width, name="question_pool", dtype=self.dtype)(text)
         raise ValueError(f"Unknown pool {self.pool!r}; use 'bos', 'mean' or 'flatten'.")
 
-    def _token_pairs(self, image: Array, question: Array, train: bool, gated: bool) -> Array:
+    def _token_pairs(self, image: Array, question: Array, train: bool) -> Array:
         """Sum over image tokens of g(token, question): [B, 1|Q, N, D], [B, Q, D] -> [B, Q, H].
 
         The first dense layer of g on the concatenation [token; question] is split into one
-        projection per input, added with broadcasting, so no [B, Q, N, 2D] tensor is built;
-        `gated` multiplies the two projections instead.
+        projection per input, added with broadcasting, so no [B, Q, N, 2D] tensor is built.
         """
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         hidden = self.head_dim or self.width
         image = nn.LayerNorm(name="pair_image_norm", **kw)(image)
         h = nn.Dense(hidden, name="pair_image", **kw)(image)
-        question = nn.Dense(hidden, use_bias=gated, name="pair_question", **kw)(question)
-        h = h * question[:, :, None] if gated else nn.gelu(h + question[:, :, None])
-        for i in range(2 if gated else 1):
-            h = nn.gelu(nn.Dense(hidden, name=f"pair_hidden{'_' + str(i) if i else ''}", **kw)(h))
+        question = nn.Dense(hidden, use_bias=False, name="pair_question", **kw)(question)
+        h = nn.gelu(h + question[:, :, None])
+        h = nn.gelu(nn.Dense(hidden, name="pair_hidden", **kw)(h))
         h = nn.Dropout(self.dropout_rate)(h, deterministic=not train)
         return nn.LayerNorm(name="pair_norm", **kw)(h.sum(axis=2))
 
@@ -184,7 +179,6 @@ class VQATransformer(nn.Module):
                     name="question_encoder",
                 )(text_tokens, mask=padding_mask(text_mask), train=train)
             text_tokens = self._pool(text_tokens, text_mask)[..., None, :]
-            question = text_tokens[..., 0, :]  # [B, Q, D], before it meets the image
             text_mask = jnp.ones(text_tokens.shape[:-1], bool)
         elif self.question_fusion != "tokens":
             raise ValueError(
@@ -235,19 +229,10 @@ class VQATransformer(nn.Module):
         else:
             x = self._pool(text_out, text_mask)
         x = nn.LayerNorm(name="head_norm", **kw)(x)
-        if self.head in ("token_pairs", "gated_pairs"):
-            image_out = image_out.reshape(batch, -1, *image_out.shape[-2:])
-            # The gate reads the question as encoded before fusion, a function of its words
-            # alone; the additive pairs read the fused question token.
-            gated = self.head == "gated_pairs"
-            if gated and self.question_fusion != "pooled":
-                raise ValueError("head='gated_pairs' needs question_fusion='pooled'.")
-            pairs = self._token_pairs(image_out, question if gated else x, train, gated=gated)
-            x = jnp.concatenate([pairs, x], -1) if self.head == "gated_pairs" else pairs
+        if self.head == "token_pairs":
+            x = self._token_pairs(image_out.reshape(batch, -1, *image_out.shape[-2:]), x, train)
         elif self.head != "question_token":
-            raise ValueError(
-                f"Unknown head {self.head!r}; use 'question_token', 'token_pairs' or 'gated_pairs'."
-            )
+            raise ValueError(f"Unknown head {self.head!r}; use 'question_token' or 'token_pairs'.")
         pre_logits = x
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
         x = dropout(x, deterministic=not train)
