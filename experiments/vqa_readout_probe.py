@@ -17,7 +17,9 @@ Readouts over the 5x5 grid of cells ([B, 25, C] features):
     each, summed over cells: a multiplicative gate that is non-zero from the first step;
   flat:   MLP of (all 25 cells flattened, question) (CNN+MLP).
 Features: "conv" (four 3x3 stride-2 convs with GroupNorm, as in the relation-network papers,
-CoordConv input) or "oracle" (the exact fraction of each colour's pixels in each cell).
+CoordConv input: a 5x5 grid of 15-pixel cells), "patch" (one 5x5 stride-5 conv + ReLU: a 15x15
+grid of 5-pixel cells, each mostly one colour) or "oracle" (the exact fraction of each colour's
+pixels in each 15-pixel cell).
 
 Measured on this 2-core CPU, 8 images x 20 questions per step, lr 1e-3, test accuracy after
 1,500 steps (non-relational / relational): summed-conv 61 / 69, flat-conv 62 / 67, and
@@ -25,6 +27,13 @@ gated-conv 66 / 45 with this script; in earlier versions of the loop gated-conv 
 45 (GroupNorm) and 86 / 57 (batch-statistics normalisation), gated-conv with words 71 / 50;
 summed-oracle stays at the question-only baseline (51 / 44). Only the gated readout's
 non-relational accuracy is still rising steeply at 1,500 steps.
+
+Finer cells are what the gated readout needs (same loop, non-relational / relational test
+accuracy at steps 500, 750, 1,000): gated-patch 75 / 48, 87 / 54, 92 / 53 (shape 59, 76, 84),
+against gated-conv 53 / 48, 56 / 49, 56 / 44 (shape at chance throughout). gated-patch with
+words instead of the code reaches 87 / 54 at 750 too. Relational stays low: the summed readout
+cannot compare two objects, and count never leaves the majority answer by 1,000 steps.
+  python -m experiments.vqa_readout_probe --readout=gated --features=patch --steps=1000
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.image import append_coordinates, normalize_images
 
 flags.DEFINE_enum("readout", "gated", ["summed", "gated", "flat"], "How cells meet the question.")
-flags.DEFINE_enum("features", "conv", ["conv", "oracle"], "Learned stem or exact colour cells.")
+flags.DEFINE_enum("features", "conv", ["conv", "patch", "oracle"], "How the image becomes cells.")
 flags.DEFINE_bool("words", False, "Mean-pooled word embeddings instead of the structured code.")
 flags.DEFINE_integer("steps", 1500, "Training steps.")
 flags.DEFINE_integer("every", 250, "Evaluate every this many steps.")
@@ -81,7 +90,7 @@ def load_split(data_dir: str, split: str) -> dict[str, np.ndarray]:
 
 
 class Probe(nn.Module):
-    """Cells [B, 25, C] and questions [B, Q, ...] -> answer logits [B, Q, 10]."""
+    """Cells [B, N, C] (N = 25; 225 for "patch") and questions [B, Q, ...] -> logits [B, Q, 10]."""
 
     readout: str
     features: str
@@ -94,6 +103,9 @@ class Probe(nn.Module):
         if self.features == "oracle":
             x = (images.astype(jnp.float32)[..., None, :] == _COLORS).all(-1).astype(jnp.float32)
             x = nn.avg_pool(x, (15, 15), (15, 15))
+        elif self.features == "patch":
+            x = append_coordinates(normalize_images(images))
+            x = nn.relu(nn.Conv(64, (5, 5), (5, 5), padding="VALID")(x))
         else:
             x = append_coordinates(normalize_images(images))
             for _ in range(4):
