@@ -2,6 +2,7 @@
 and masking (either modality missing, right shapes), overfitting a handful of scenes, the
 evaluators (metrics, linear probe, PNG grid), and `python -m mmjax.main` on the tiny config."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -234,6 +235,20 @@ def test_evaluators_score_padded_batches_and_save_a_grid(setup, tmp_path):
     np.testing.assert_array_equal(grid[2:152:2, 2:152:2], batch["image"][0])  # input, x2
     rows = [[batch["image"][i]] + [predicted[f"image_{s}"][i] for s in SOURCES] for i in range(3)]
     np.testing.assert_array_equal(grid, image_grid(rows, scale=2))
+
+    # Without pycocoevalcap the same evaluator warns and scores everything else.
+    real_find_spec = importlib.util.find_spec
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a: None if name == "pycocoevalcap" else real_find_spec(name, *a),
+        )
+        with pytest.warns(UserWarning, match="pycocoevalcap"):
+            bare = build_evaluator("test", {"type": "reconstruction", "grid_examples": 0}, context)
+    bare_metrics = bare.evaluate([(batch, predicted)])
+    assert "text_from_image_cider_d" not in bare_metrics
+    assert bare_metrics["image_joint_mse"] == metrics["image_joint_mse"]
 
     # The probe scores the real rows only, per group of label columns.
     groups = {"shape": list(range(6)), "left": list(range(6, 12))}

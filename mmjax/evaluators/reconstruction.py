@@ -28,8 +28,10 @@ folds is the floor.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -254,6 +256,14 @@ class ReconstructionEvaluator:
         self.text_key = text_key
         self.sources = tuple(sources)
         self.caption_metrics_for = tuple(caption_metrics_for)
+        if self.caption_metrics_for and importlib.util.find_spec("pycocoevalcap") is None:
+            # The caption metrics are extras of this evaluator: the run goes on without them.
+            warnings.warn(
+                "reconstruction: no caption metrics (CIDEr-D etc.) without pycocoevalcap; "
+                "pip install -e '.[eval]'",
+                stacklevel=2,
+            )
+            self.caption_metrics_for = ()
         self.grid_examples = grid_examples
         self.grid_scale = grid_scale
         self.grid_dir = grid_dir
