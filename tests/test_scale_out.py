@@ -135,6 +135,7 @@ def test_four_micro_batches_of_8_equal_one_batch_of_32():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a whole run; CI keeps the suite under 10 minutes
 def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state():
     task = _task("model.dtype=bfloat16")
     batches = _batches(task, 1, 4)
