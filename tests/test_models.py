@@ -217,13 +217,14 @@ def test_pooled_question_fusion(condition_image):
         **TINY,
     )
     params = jax.jit(model.init)(jax.random.key(0), images, questions)
-    logits, inter = model.apply(params, images, questions, return_attention=True)
+    apply = jax.jit(model.apply, static_argnames="return_attention")  # eager flax is slow
+    logits, inter = apply(params, images, questions, return_attention=True)
     assert logits.shape == (2, 3, 10)
     # One fused token per question: it attends to the 16 image tokens and to itself.
     assert inter["text_attention"]["block_0"].shape[-2:] == (1, 16 + 1)
     # Each question's answer depends on that question only.
     other = questions.at[:, 1].set(questions[:, 0])
-    changed, _ = model.apply(params, images, other)
+    changed, _ = apply(params, images, other)
     np.testing.assert_allclose(changed[:, 0], logits[:, 0], atol=1e-5)
 
 

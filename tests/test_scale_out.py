@@ -122,6 +122,7 @@ def _one_step(task, batch, microbatches):
     return step(state, batch)
 
 
+@pytest.mark.slow  # CI keeps the suite under 10 minutes
 def test_four_micro_batches_of_8_equal_one_batch_of_32():
     task = _task()
     (batch,) = _batches(task, 1, 32)
