@@ -32,7 +32,7 @@ Results (default size, this shared 2-core CPU): see the README's autoencoder sec
 
 import ml_collections
 
-from mmjax.config_utils import choose, parse_arg, require
+from mmjax.config_utils import choose, parse_arg, require, set_training_defaults
 
 SIZES = {
     "tiny": dict(
@@ -129,24 +129,7 @@ def get_config(arg=None):
     config.probe_random_seed = 1  # the untrained encoder the probe is compared with
 
     config.batch_size = size["batch"]
-    config.microbatches = 1
-    config.total_steps = steps
-    config.optim = dict(
-        name="adamw",
-        lr=2e-3,
-        min_lr_ratio=0.01,
-        warmup_steps=min(200, max(1, steps // 20)),
-        weight_decay=1e-4,
-        b1=0.9,
-        b2=0.98,
-        clip_norm=1.0,
-    )
-    config.mesh = dict(data=-1, fsdp=1)
-    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
-    config.log_every = max(1, min(100, steps // 30))
-    config.checkpoint_every = max(1, steps // 5)
-    config.keep_checkpoints = 3
-    config.on_nonfinite = "stop"
+    set_training_defaults(config, steps, lr=2e-3)
 
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(

@@ -37,7 +37,7 @@ scenes that differ only in shapes. Shorter runs (600 steps, i2t / t2i R@1): lr 1
 
 import ml_collections
 
-from mmjax.config_utils import choose, parse_arg
+from mmjax.config_utils import choose, parse_arg, set_training_defaults
 from mmjax.data.catalog import EVAL_SPLITS, data_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
 
@@ -109,24 +109,7 @@ def get_config(arg=None):
     )
 
     config.batch_size = size["batch"]  # images per step, each with one of its captions
-    config.microbatches = 1
-    config.total_steps = steps
-    config.optim = dict(
-        name="adamw",
-        lr=2e-3,
-        min_lr_ratio=0.01,
-        warmup_steps=min(200, max(1, steps // 20)),
-        weight_decay=1e-4,
-        b1=0.9,
-        b2=0.98,
-        clip_norm=1.0,
-    )
-    config.mesh = dict(data=-1, fsdp=1)
-    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
-    config.log_every = max(1, min(100, steps // 30))
-    config.checkpoint_every = max(1, steps // 5)
-    config.keep_checkpoints = 3
-    config.on_nonfinite = "stop"
+    set_training_defaults(config, steps, lr=2e-3)
 
     config.evals = ml_collections.ConfigDict()
     config.evals.test = dict(

@@ -64,3 +64,30 @@ def require(condition: bool, message: str) -> None:
     """Raises ConfigError(message) unless `condition` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def set_training_defaults(config: ml_collections.ConfigDict, steps: int, lr: float) -> None:
+    """Set the training entries the caption, retrieval and autoencoder configs share.
+
+    AdamW (b2 0.98, weight decay 1e-4, clipping at 1.0) with warmup over a twentieth of the
+    steps (at most 200) and cosine decay to 1% of `lr`; data parallelism over every device, no
+    parameter sharding; logging about 30 times and checkpointing 5 times per run.
+    """
+    config.microbatches = 1
+    config.total_steps = steps
+    config.optim = dict(
+        name="adamw",
+        lr=lr,
+        min_lr_ratio=0.01,
+        warmup_steps=min(200, max(1, steps // 20)),
+        weight_decay=1e-4,
+        b1=0.9,
+        b2=0.98,
+        clip_norm=1.0,
+    )
+    config.mesh = dict(data=-1, fsdp=1)
+    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
+    config.log_every = max(1, min(100, steps // 30))
+    config.checkpoint_every = max(1, steps // 5)
+    config.keep_checkpoints = 3
+    config.on_nonfinite = "stop"
