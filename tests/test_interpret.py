@@ -83,3 +83,18 @@ def test_a_layer_scanned_model_gives_its_attention_through_unstacked_parameters(
     np.testing.assert_allclose(maps.logits, logits, rtol=1e-5, atol=1e-6)
     assert len(maps.layers) == 2 and maps.grid == (3, 3)
     assert maps.rollout.shape == (1, 2, 13, 13) and maps.relevance.shape == (1, 2, 9)
+
+
+def test_maps_of_a_model_that_keeps_some_patches_are_placed_back_on_the_patch_grid():
+    kw = dict(width=8, depth=1, num_heads=2, mlp_dim=16, stem="patch", patch_size=5, vocab_size=12)
+    model = VQATransformer(**kw, keep_tokens=2)
+    images = np.full((1, 15, 15, 3), 255, np.uint8)
+    images[0, 5:10, 0:5] = (255, 0, 0)  # patch 3
+    images[0, 10:15, 10:15] = (0, 0, 255)  # patch 8
+    questions = jnp.array([[[2, 5, 6, 3]]])
+    params = jax.jit(model.init)(jax.random.key(0), images, questions)["params"]
+    maps = vqa_attention(model, params, images, questions)
+    assert maps.grid == (3, 3) and maps.rollout.shape == (1, 1, 6, 6)  # 2 kept + 4 words
+    assert maps.relevance.shape == (1, 1, 9) and maps.answer_to_image[0].shape == (1, 1, 2, 9)
+    assert (maps.relevance[0, 0, [3, 8]] > 0).all()
+    np.testing.assert_array_equal(np.delete(maps.relevance[0, 0], [3, 8]), 0)

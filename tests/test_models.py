@@ -5,7 +5,13 @@ import optax
 import pytest
 
 from mmjax.models.fusion import MultimodalEncoder
-from mmjax.models.image import ConvStem, PatchStem, normalize_images, posemb_sincos_2d
+from mmjax.models.image import (
+    ConvStem,
+    PatchStem,
+    normalize_images,
+    posemb_sincos_2d,
+    salient_patch_indices,
+)
 from mmjax.models.text import TextEmbedding, TextEncoder
 from mmjax.models.transformer import MLP, Encoder, EncoderBlock
 from mmjax.models.vqa import VQATransformer
@@ -62,6 +68,41 @@ def test_image_stems():
     assert _shapes(ConvStem(width=D, channels=(8, 16)), images) == (B, 6 * 6, D)  # ->12x11->6x6
     pe = posemb_sincos_2d(3, 4, 8)
     assert pe.shape == (1, 12, 8) and len(np.unique(pe.round(6), axis=1)[0]) == 12
+
+
+def test_patch_stem_keeps_the_tokens_of_the_object_patches():
+    # White 20x20 images (4x4 patches of 5) with coloured squares on known patches.
+    images = np.full((2, 20, 20, 3), 255, np.uint8)
+    images[0, 0:5, 5:10] = (255, 0, 0)  # patch 1
+    images[0, 12:14, 17:19] = (0, 0, 255)  # two pixels in patch 2 * 4 + 3 = 11
+    images[1, 15:20, 0:10] = (0, 128, 0)  # patches 12 and 13
+    images[1, 7, 7] = (128, 128, 128)  # one pixel in patch 5
+    kept = np.asarray(salient_patch_indices(normalize_images(images), 5, 3))
+    assert kept[0, 1:].tolist() == [1, 11] and kept[1].tolist() == [5, 12, 13]
+    full = PatchStem(patch_size=5, width=D, posemb="sincos2d")
+    some = PatchStem(patch_size=5, width=D, posemb="sincos2d", keep_tokens=3)
+    params = full.init(jax.random.key(0), images)
+    tokens = np.asarray(full.apply(params, images))
+    # The same parameters; each kept token is the full stem's token of that patch.
+    np.testing.assert_allclose(
+        some.apply(params, images), np.take_along_axis(tokens, kept[..., None], 1), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="keep_tokens=17 must be in 1..16"):
+        PatchStem(patch_size=5, width=D, keep_tokens=17).init(jax.random.key(0), images)
+
+
+def test_a_wide_patch_kernel_sees_the_neighbouring_patches_and_no_further():
+    images = np.full((1, 20, 20, 3), 255, np.uint8)
+    dotted = images.copy()
+    dotted[0, 0, 9] = (255, 0, 0)  # in patch (0, 1), 1 pixel from patch (0, 2)
+    stem = PatchStem(patch_size=5, width=D, posemb="sincos2d", kernel_size=11)
+    params = stem.init(jax.random.key(0), images)
+    changed = np.abs(np.asarray(stem.apply(params, dotted) - stem.apply(params, images)))
+    changed = changed.max(-1).reshape(4, 4) > 1e-6
+    # An 11x11 window reaches 3 pixels into each neighbouring patch.
+    assert changed[0].tolist() == [False, True, True, False] and not changed[1:].any()
+    with pytest.raises(ValueError, match="kernel_size=8 must be patch_size=5 plus an even"):
+        PatchStem(patch_size=5, width=D, kernel_size=8).init(jax.random.key(0), images)
 
 
 def test_text_embedding_and_encoder():
@@ -250,8 +291,7 @@ def test_tiny_vqa_transformer_overfits_fixed_batch():
     for _ in range(50):
         params, opt_state, loss = step(params, opt_state)
         losses.append(float(loss))
-    assert losses[0] == pytest.approx(np.log(10), abs=1e-3)  # zero-initialised head
-    assert losses[-1] < 0.25 * losses[0], losses
+    assert losses[-1] < 0.1 * losses[0], losses
 
 
 def test_append_coordinates_marks_columns_and_rows():

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from mmjax.interpret.rollout import answer_relevance, attention_rollout, joint_attention
+from mmjax.models.image import normalize_images, salient_patch_indices
 
 
 @dataclasses.dataclass
@@ -29,6 +30,10 @@ class VQAAttention:
         [B, Q, H, N] (a layer's own weights, no rollout).
       relevance: rollout relevance of each image token for the answer, [B, Q, N].
       grid: (rows, columns) of the image-token grid (N = rows * columns, row-major).
+
+    For a patch stem that keeps only some patches (`keep_tokens`), `layers` and `rollout` are
+    over the kept tokens, while `answer_to_image` and `relevance` are placed back on the whole
+    patch grid (zero on the dropped patches).
     """
 
     logits: np.ndarray
@@ -100,13 +105,29 @@ def vqa_attention(model, params, images, questions, residual: float = 0.5) -> VQ
     per_layer = [
         np.einsum("bql,bqhlt->bqht", rows, layer[..., num_image:, :num_image]) for layer in layers
     ]
-    side = math.isqrt(num_image)
-    grid = (side, num_image // side) if side * side == num_image else (1, num_image)
+    relevance = answer_relevance(rollout, num_image, rows)
+    if model.stem == "patch" and model.keep_tokens:
+        grid = tuple(s // model.patch_size for s in np.shape(images)[1:3])
+        kept = np.asarray(
+            salient_patch_indices(normalize_images(images), model.patch_size, model.keep_tokens)
+        )
+        per_layer = [_on_grid(x, kept[:, None, None], grid) for x in per_layer]
+        relevance = _on_grid(relevance, kept[:, None], grid)
+    else:
+        side = math.isqrt(num_image)
+        grid = (side, num_image // side) if side * side == num_image else (1, num_image)
     return VQAAttention(
         logits=np.asarray(logits),
         layers=layers,
         rollout=rollout,
         answer_to_image=per_layer,
-        relevance=answer_relevance(rollout, num_image, rows),
+        relevance=relevance,
         grid=grid,
     )
+
+
+def _on_grid(values: np.ndarray, kept: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Values [..., K] of the kept tokens, at indices `kept`, on the grid: [..., rows * cols]."""
+    full = np.zeros((*values.shape[:-1], grid[0] * grid[1]), values.dtype)
+    np.put_along_axis(full, np.broadcast_to(kept, values.shape), values, axis=-1)
+    return full

@@ -76,6 +76,22 @@ class _AddPositionEmbedding(nn.Module):
         return x + jnp.asarray(pe, x.dtype)
 
 
+def salient_patch_indices(images: Array, patch_size: int, keep: int) -> Array:
+    """Indices [B, keep] (ascending) of the patches that differ most from the image's mean colour.
+
+    A patch's score is the mean squared distance of its pixels from the mean pixel of the whole
+    image; on scenes of a few objects on a plain background the kept patches are the objects'.
+    images: [B, H, W, C] float; patches are p x p, row-major over the (H // p, W // p) grid.
+    """
+    b, h, w, c = images.shape
+    p = patch_size
+    x = images[:, : h // p * p, : w // p * p].astype(jnp.float32)
+    deviation = jnp.square(x - x.mean(axis=(1, 2), keepdims=True)).sum(-1)
+    scores = deviation.reshape(b, h // p, p, w // p, p).mean(axis=(2, 4)).reshape(b, -1)
+    _, indices = jax.lax.top_k(jax.lax.stop_gradient(scores), keep)
+    return jnp.sort(indices, axis=-1)
+
+
 class PatchStem(nn.Module):
     """ViT patch embedding: a conv with kernel = stride = patch_size, plus position embeddings.
 
@@ -86,6 +102,15 @@ class PatchStem(nn.Module):
       patch_size: p.
       width: token width D.
       posemb: "learn" or "sincos2d" (fixed; width must be divisible by 4).
+      kernel_size: if larger than patch_size, each token is embedded from a kernel_size square
+        window centred on its patch (overlapping patch embedding; the image is padded with
+        its normalised zero), so a token sees the whole of a small object it covers a part
+        of. 0 means patch_size.
+      coords: append pixel coordinates as two input channels (as `ConvStem`'s CoordConv), so
+        each token holds its position linearly as well as in `posemb`.
+      keep_tokens: if > 0, keep only this many tokens per image, those of the patches farthest
+        from the image's mean colour (`salient_patch_indices`), in raster order, each with its
+        own position embedding: N = keep_tokens. For scenes of objects on a plain background.
       mean: per-channel mean for normalisation (of images in [0, 1]).
       std: per-channel std for normalisation.
       dtype: computation dtype.
@@ -95,6 +120,9 @@ class PatchStem(nn.Module):
     patch_size: int
     width: int
     posemb: str = "learn"
+    coords: bool = False
+    kernel_size: int = 0
+    keep_tokens: int = 0
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
     dtype: DType = jnp.float32
@@ -104,17 +132,38 @@ class PatchStem(nn.Module):
     def __call__(self, images: Array) -> Array:
         """Embed images [B, H, W, 3] into [B, N, width] tokens."""
         x = normalize_images(images, self.mean, self.std, self.dtype)
+        if self.coords:
+            x = append_coordinates(x)
         p = self.patch_size
+        k = self.kernel_size or p
+        if k < p or (k - p) % 2:
+            raise ValueError(f"kernel_size={k} must be patch_size={p} plus an even number.")
+        x = x[:, : x.shape[1] // p * p, : x.shape[2] // p * p]
         x = nn.Conv(
             self.width,
-            kernel_size=(p, p),
+            kernel_size=(k, k),
             strides=(p, p),
-            padding="VALID",
+            padding=[((k - p) // 2, (k - p) // 2)] * 2,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="embedding",
         )(x)
-        return _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)
+        if k > p:
+            # A wide window's embedding is k^2 / p^2 times larger than the position embedding
+            # at initialisation, which then drowns positions; the norm evens them out.
+            x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="embedding_norm")(
+                x
+            )
+        tokens = _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)
+        if not self.keep_tokens:
+            return tokens
+        if not 0 < self.keep_tokens <= tokens.shape[1]:
+            raise ValueError(
+                f"keep_tokens={self.keep_tokens} must be in 1..{tokens.shape[1]}, the number of "
+                f"{p}x{p} patches."
+            )
+        indices = salient_patch_indices(normalize_images(images), p, self.keep_tokens)
+        return jnp.take_along_axis(tokens, indices[..., None], axis=1)
 
 
 def append_coordinates(x: Array) -> Array:

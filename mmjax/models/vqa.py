@@ -37,9 +37,13 @@ class VQATransformer(nn.Module):
       dropout_rate: dropout on input tokens, residuals, MLPs and the head.
       attention_dropout_rate: dropout on attention weights.
       patch_size: patch size of the "patch" stem.
+      patch_kernel: window of the "patch" stem's embedding, centred on each patch (0: the
+        patch itself; see `PatchStem.kernel_size`).
+      keep_tokens: the "patch" stem keeps only this many tokens per image, those of the patches
+        farthest from the image's mean colour (0 keeps all; see `PatchStem`).
       stem: "patch" (`PatchStem`) or "conv" (`ConvStem`).
       conv_channels: channels of the "conv" stem.
-      stem_coords: append pixel coordinates as input channels of the "conv" stem (CoordConv).
+      stem_coords: append pixel coordinates as input channels of the stem (CoordConv).
       posemb: image position embeddings, "learn" or "sincos2d".
       share_image: encode each image once for its Q questions (see `MultimodalEncoder`).
       pool: "bos" (first token), "mean" (masked mean over valid tokens) or "flatten" (a dense
@@ -78,6 +82,8 @@ class VQATransformer(nn.Module):
     dropout_rate: float = 0.1
     attention_dropout_rate: float = 0.0
     patch_size: int = 5
+    patch_kernel: int = 0
+    keep_tokens: int = 0
     stem: str = "patch"
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     stem_coords: bool = False
@@ -97,7 +103,14 @@ class VQATransformer(nn.Module):
     def _stem(self) -> nn.Module:
         kw = dict(posemb=self.posemb, dtype=self.dtype, param_dtype=self.param_dtype, name="stem")
         if self.stem == "patch":
-            return PatchStem(self.patch_size, self.width, **kw)
+            return PatchStem(
+                self.patch_size,
+                self.width,
+                coords=self.stem_coords,
+                kernel_size=self.patch_kernel,
+                keep_tokens=self.keep_tokens,
+                **kw,
+            )
         if self.stem == "conv":
             return ConvStem(self.width, channels=self.conv_channels, coords=self.stem_coords, **kw)
         raise ValueError(f"Unknown stem {self.stem!r}; use 'patch' or 'conv'.")
@@ -236,8 +249,7 @@ class VQATransformer(nn.Module):
         pre_logits = x
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
         x = dropout(x, deterministic=not train)
-        # Zero-initialised output: the untrained model predicts uniform answers.
-        logits = nn.Dense(
-            self.num_answers, kernel_init=nn.initializers.zeros, name="head_out", **kw
-        )(x)
+        # A zero-initialised output layer (uniform answers at step 0) held the model at the
+        # question-only baseline much longer in the probes of experiments/vqa_readout_probe.py.
+        logits = nn.Dense(self.num_answers, name="head_out", **kw)(x)
         return logits.astype(jnp.float32), {**intermediates, "pre_logits": pre_logits}
