@@ -62,7 +62,12 @@ class Plan:
     vilt_variants: dict
 
 
-SINGLE_STREAM = ["model.share_image=False", "model.question_fusion=tokens"]
+SINGLE_STREAM = [
+    "model.share_image=False",
+    "model.question_fusion=tokens",
+    "model.keep_tokens=0",
+    "model.patch_kernel=0",
+]
 PLANS = {
     "quick": Plan(3, 4, ("vqa",), (64, 256), 10, {"ours": []}),
     "default": Plan(

@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RN_CONFIG = os.path.join(ROOT, "configs", "vqa_relation_network.py")
 TRANSFORMER_CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
 MODELS = ("question_only", "cnn_mlp", "relation_network", "transformer")
-# Budgets for this 2-core CPU (epochs); None: the config's own (the transformer's 18,000 steps
-# of 8 images, 14.7 epochs).
+# Budgets for this 2-core CPU (epochs); None: the config's own (the transformer's 12,000 steps
+# of 8 images, 9.8 epochs).
 DEFAULT_EPOCHS = dict(question_only=1.0, cnn_mlp=40.0, relation_network=10.0, transformer=None)
 PAPER_EPOCHS = dict(cnn_mlp=100, relation_network=20)  # kimhc6028's
 COMMON_DIFFERENCES = "GroupNorm, not BatchNorm; batches of 4 images x 20 questions"

@@ -3,19 +3,21 @@
 ViLT (Kim et al. 2021) is the single-stream multimodal transformer a user would pick instead:
 `ViltForQuestionAnswering`, randomly initialised from a `ViltConfig` (nothing is downloaded),
 with the default VQA model's width, depth, heads, MLP width, image size, question length and
-answer count. Its patch size is 15, so that a 75x75 image gives the same 5x5 = 25 image tokens
-as our conv stem. Both train on the same (image, question) pairs: our step's 8 images x 20
-questions are 160 ViLT examples, each image repeated for each of its questions. ViLT trains
-with cross-entropy on its answer logits, AdamW and gradient clipping at 1.0, as ours does.
+answer count. Its patch size is our patch stem's (5: 15x15 = 225 image tokens for a 75x75
+image), or 15 (5x5 = 25 tokens, as our conv stem gives) for a conv stem. Both train on the
+same (image, question) pairs: our step's 8 images x 20 questions are 160 ViLT examples, each
+image repeated for each of its questions. ViLT trains with cross-entropy on its answer
+logits, AdamW and gradient clipping at 1.0, as ours does.
 
-Differences the architectures impose (stated in RESULTS.md): our stem is four stride-2 3x3
-CoordConv layers (24 channels) and a projection, ViLT's one 15x15 patch projection (+ a [CLS]
-image token); our question is encoded by one text-only block and enters the fusion as one
-pooled token, and the image tokens (which do not attend to text) are computed once per image
-for its 20 questions, whereas ViLT runs every (image, question) pair as one sequence of
-26 + 16 tokens; ViLT adds a pooler and a 2x-wide answer MLP. `ours_single_stream` is our
-model without those two savings (`share_image=False`, `question_fusion="tokens"`): the same
-per-pair sequence as ViLT, so its ratio is the framework alone.
+Differences the architectures impose (stated in RESULTS.md): our default stem embeds each
+5x5 patch from the 15x15-pixel window around it and keeps only the 64 patches of the objects,
+ViLT's projects every patch (+ a [CLS] image token); our question is encoded by one
+text-only block and enters the fusion as one pooled token, and the image tokens (which do not
+attend to text) are computed once per image for its 20 questions, whereas ViLT runs every
+(image, question) pair as one sequence of 226 + 16 tokens; ViLT adds a pooler and a 2x-wide
+answer MLP. `ours_single_stream` is our model without those savings (`share_image=False`,
+`question_fusion="tokens"`, all 225 patches, each from its own pixels): the same per-pair
+sequence as ViLT, so its ratio is the framework alone.
 
 PyTorch gets as many intra-op threads as XLA's CPU client uses: one per core.
 """
@@ -52,6 +54,7 @@ class ViltStep:
         answers = np.asarray(jax.device_get(bench.batch["answer"]))  # [B, Q]
         b, q, length = questions.shape
         size = images.shape[1]
+        patch_size = model_config.patch_size if model_config.stem == "patch" else size // 5
         config = transformers.ViltConfig(
             vocab_size=bench.task.tokenizer.vocab_size,
             hidden_size=model_config.width,
@@ -61,7 +64,7 @@ class ViltStep:
             hidden_dropout_prob=model_config.dropout_rate,
             attention_probs_dropout_prob=0.0,
             image_size=size,
-            patch_size=size // 5,
+            patch_size=patch_size,
             max_position_embeddings=length,
             num_labels=10,
             pad_token_id=0,
