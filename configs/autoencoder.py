@@ -33,6 +33,7 @@ Results (default size, this shared 2-core CPU): see the README's autoencoder sec
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg, require, set_training_defaults
+from mmjax.data.catalog import data_config
 
 SIZES = {
     "tiny": dict(
@@ -75,14 +76,12 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "autoencoding"
 
-    config.data = dict(
-        name="sort_of_clevr",
-        data_dir="~/tensorflow_datasets",
-        build_if_missing=True,
-        num_train=arg.num_train,
-        num_test=arg.num_test,
-        image_size=75,
-        dataset_seed=0,
+    config.data = data_config(
+        "sort_of_clevr",
+        "",
+        75,
+        arg.num_train,
+        arg.num_test,
         # The fourth caption lists the objects left to right, so the image determines it; the
         # others list them in a random order. It is always 23 words: 25 tokens with BOS, EOS.
         caption_index=3,

@@ -62,12 +62,8 @@ def get_config(arg=None):
         arg.dataset,
         arg.data_dir,
         arg.image_size,
-        sort_of_clevr=dict(
-            build_if_missing=True,
-            num_train=arg.num_train,
-            num_test=arg.num_test,
-            dataset_seed=0,
-        ),
+        arg.num_train,
+        arg.num_test,
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         caption_text_bytes=320,  # reference text kept as bytes for the metrics
         captions_per_image=5,  # the first 5 of each image's captions (Sort-of-CLEVR has 5)

@@ -34,6 +34,7 @@ import math
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg
+from mmjax.data.catalog import data_config, sort_of_clevr_eval
 
 IMAGES_PER_BATCH = 4  # x 20 questions = 80 questions per step
 SIZES = {
@@ -71,14 +72,12 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "vqa"
 
-    config.data = dict(
-        name="sort_of_clevr",
-        data_dir="~/tensorflow_datasets",
-        build_if_missing=True,
-        num_train=arg.num_train,
-        num_test=arg.num_test,
-        image_size=75,
-        dataset_seed=0,
+    config.data = data_config(
+        "sort_of_clevr",
+        "",
+        75,
+        arg.num_train,
+        arg.num_test,
         max_question_len=16,
         shuffle_seed=0,
         num_threads=2,
@@ -118,19 +117,9 @@ def get_config(arg=None):
     config.on_nonfinite = "stop"
 
     config.evals = ml_collections.ConfigDict()
-    config.evals.test = dict(
-        type="classification",
-        split="test",
-        # 10 images: 200 questions, 625 pairs each, through g at once in the RN.
-        batch_size=10,
-        every=max(1, steps_per_epoch // arg.evals_per_epoch),
-        num_classes=10,
-        label_key="answer",
-        prediction_key="answer",
-        slice_key="subtype",
-        slice_names=["shape", "left", "top", "closest", "furthest", "count"],
-        groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
-    )
+    # 10 images: 200 questions, 625 pairs each, through g at once in the RN.
+    every = max(1, steps_per_epoch // arg.evals_per_epoch)
+    config.evals.test = sort_of_clevr_eval(batch_size=10, every=every)
     return config
 
 

@@ -29,7 +29,7 @@ Results (default size, this 2-core CPU): see the README's results table.
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg
-from mmjax.data.catalog import EVAL_SPLITS, data_config
+from mmjax.data.catalog import EVAL_SPLITS, data_config, sort_of_clevr_eval
 
 SIZES = {
     "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, steps=20, batch=4),
@@ -63,12 +63,8 @@ def get_config(arg=None):
         arg.dataset,
         arg.data_dir,
         arg.image_size,
-        sort_of_clevr=dict(
-            build_if_missing=True,
-            num_train=arg.num_train,
-            num_test=arg.num_test,
-            dataset_seed=0,
-        ),
+        arg.num_train,
+        arg.num_test,
         # CLEVR's longest question has 43 words; Sort-of-CLEVR's 11.
         max_question_len=48 if free_text else 16,
         shuffle_seed=0,
@@ -147,18 +143,7 @@ def get_config(arg=None):
             prediction_key="answer",
         )
         return config
-    config.evals.test = dict(
-        type="classification",
-        split="test",
-        batch_size=50,
-        every=max(1, steps // 6),
-        num_classes=10,
-        label_key="answer",
-        prediction_key="answer",
-        slice_key="subtype",
-        slice_names=["shape", "left", "top", "closest", "furthest", "count"],
-        groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
-    )
+    config.evals.test = sort_of_clevr_eval(batch_size=50, every=max(1, steps // 6))
     return config
 
 

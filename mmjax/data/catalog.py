@@ -222,7 +222,9 @@ EVAL_SPLITS = {
 }
 
 
-def data_config(dataset: str, data_dir: str, image_size: int, sort_of_clevr: dict, **keys) -> dict:
+def data_config(
+    dataset: str, data_dir: str, image_size: int, num_train: int, num_test: int, **keys
+) -> dict:
     """The `config.data` entries of `dataset`, for config files with a `dataset=` argument.
 
     Args:
@@ -231,7 +233,8 @@ def data_config(dataset: str, data_dir: str, image_size: int, sort_of_clevr: dic
         (custom); "" means ~/tensorflow_datasets, which a custom dataset cannot use.
       image_size: Sort-of-CLEVR's generated image side, or the side every other dataset's
         images are resized to (data.resize: "squash" for clevr, "crop", centre crop, else).
-      sort_of_clevr: the entries only Sort-of-CLEVR has (sizes, seed, building).
+      num_train: Sort-of-CLEVR's training scenes (built on first use, dataset seed 0).
+      num_test: Sort-of-CLEVR's test scenes.
       **keys: the task's entries (text lengths, captions or questions per image, ...).
 
     Raises ConfigError for an unknown dataset or a custom one without data_dir.
@@ -245,9 +248,32 @@ def data_config(dataset: str, data_dir: str, image_size: int, sort_of_clevr: dic
     )
     data = dict(name=dataset, data_dir=data_dir or "~/tensorflow_datasets", image_size=image_size)
     if dataset == "sort_of_clevr":
-        data.update(sort_of_clevr)
+        data.update(num_train=num_train, num_test=num_test, dataset_seed=0, build_if_missing=True)
     else:
         # CLEVR's 480x320 scenes are squashed whole: a centre crop would cut off the objects
         # near the sides that questions ask about. Photos keep their aspect ratio.
         data["resize"] = "squash" if dataset == "clevr" else "crop"
     return dict(data, **keys)
+
+
+def sort_of_clevr_eval(batch_size: int, every: int) -> dict:
+    """The test-split classification evaluator of Sort-of-CLEVR's answers, per question type.
+
+    Accuracy overall, for each of `sort_of_clevr.SUBTYPES` and for the non-relational (the
+    first three) and relational (the last three) groups, on batches of `batch_size` images,
+    every `every` steps.
+    """
+    from mmjax.data.sort_of_clevr import SUBTYPES
+
+    return dict(
+        type="classification",
+        split="test",
+        batch_size=batch_size,
+        every=every,
+        num_classes=10,
+        label_key="answer",
+        prediction_key="answer",
+        slice_key="subtype",
+        slice_names=list(SUBTYPES),
+        groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
+    )
