@@ -2,11 +2,11 @@ r"""Multimodal transformer for visual question answering on Sort-of-CLEVR.
 
 Each image is cut into 15x15 patches of 5 pixels, each embedded from the 15x15-pixel window
 centred on it; only the 64 patches farthest from the image's mean colour become tokens (the
-objects' patches: at most 54 per scene), with 2-D sin-cos positions. Each question is embedded
-word by word, encoded by one text block and pooled into one token; the image tokens and the
-question tokens are fused by self-attention (single stream), and an MLP on the question's
-token predicts one of 10 answers. Image tokens do not attend to text, so each image is
-encoded once for its 20 questions (see MultimodalEncoder).
+objects' patches: at most 54 per scene), with 2-D sin-cos positions. Each question enters as
+one token, the mean of its word embeddings; the image tokens and the question tokens are fused
+by self-attention (single stream), and an MLP on the question's token predicts one of 10
+answers. Image tokens do not attend to text, so each image is encoded once for its 20
+questions (see MultimodalEncoder).
 
 Command:
   python -m mmjax.main --config=configs/vqa_transformer.py --workdir=runs/vqa
@@ -93,9 +93,13 @@ def get_config(arg=None):
         dropout_rate=0.0,
         posemb="sincos2d",
         share_image=True,
-        pool="bos",
+        # The mean of the word embeddings, with no text block before it: relational 80.3%
+        # instead of 73.5% (count 98.5% instead of 82%) against one text block and the first
+        # token. A guess at why: the colour word then adds the same term to the query of every
+        # question type, so a count question finds its object as a shape question does.
+        pool="mean",
         question_fusion="pooled",
-        question_depth=1,
+        question_depth=0,
         condition_image="none",
         head="question_token",
         head_dim=None,

@@ -81,7 +81,9 @@ def test_api_answers_every_question_as_the_evaluators_predict(saved_run):
     np.testing.assert_allclose(
         [a.probability for a in answers], expected["probability"][0], rtol=1e-4
     )
-    assert len({a.index for a in answers}) > 1  # the perturbed head does not answer uniformly
+    # The answers depend on the question (with the default mean-pooled question the perturbed
+    # tiny model gives every question the same top answer, but not the same probability).
+    assert np.ptp([a.probability for a in answers]) > 1e-3
 
 
 def test_cli_answers_the_stored_question_as_the_evaluators_predict(saved_run, tmp_path):
