@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from mmjax.data import sort_of_clevr as soc
+from mmjax.data.example_decoder import DecodedSource, ExampleDecoder
 
 _DESCRIPTION = """Sort-of-CLEVR (Santoro et al. 2017): 75x75 scenes of six colored squares and
 circles, 20 relational and non-relational questions each, and reference captions. Generated
@@ -182,8 +183,8 @@ def load_sort_of_clevr(
     """Returns the random-access data source of `split` ("train" or "test").
 
     `len(source)` is the split size and `source[i]` the decoded record i (see the module
-    docstring for its structure). Raises FileNotFoundError naming the directory when this
-    setting was never built.
+    docstring for its structure), decoded by `ExampleDecoder`. Raises FileNotFoundError naming
+    the directory when this setting was never built.
     """
     builder = sort_of_clevr_builder(data_dir, num_train, num_test, image_size, seed)
     if not builder.is_prepared():
@@ -191,4 +192,5 @@ def load_sort_of_clevr(
             f"Sort-of-CLEVR ({builder.builder_config.name}) is not built in {builder.data_dir}; "
             "run mmjax.data.sort_of_clevr_tfds.build_sort_of_clevr first"
         )
-    return builder.as_data_source()[split]
+    raw = builder.as_data_source(deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    return DecodedSource(raw[split], ExampleDecoder(builder.info.features))
