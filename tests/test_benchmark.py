@@ -53,8 +53,10 @@ LINES = [
     {
         "section": "pipeline",
         "task": "vqa",
+        "first_epoch_examples_per_s": 800.0,
         "pipeline_examples_per_s": 2000.0,
         "step_examples_per_s": 160.0,
+        "first_epoch_supply_ratio": 5.0,
         "supply_ratio": 12.5,
         "constant_batch_step_ms": 50.0,
         "real_data_step_ms": 51.0,

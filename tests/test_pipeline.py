@@ -80,3 +80,53 @@ def test_global_batches_do_not_depend_on_the_number_of_processes():
     for _ in range(12):  # more than two epochs
         together = np.concatenate([next(it)["id"] for it in shards])
         assert sorted(together.tolist()) == sorted(next(single)["id"].tolist())
+
+
+def test_cached_pipeline_gives_the_same_batches_and_reads_each_record_once():
+    reads = []
+
+    def counted(record):
+        reads.append(int(record["id"]))
+        return _pre(record)
+
+    def batches(cache_mb, num_threads=2):
+        it = iter(
+            pipeline.train_dataset(
+                _source(24),
+                counted,
+                3,
+                seed=2,
+                process_index=1,
+                process_count=2,
+                num_threads=num_threads,
+                cache_mb=cache_mb,
+            )
+        )
+        return [next(it) for _ in range(12)]  # three epochs of this process's 12 examples
+
+    plain = batches(0)
+    for cached in (batches(1), batches(1, num_threads=0)):
+        for a, b in zip(plain, cached, strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+    # Read threads may race for a record in flight; without them each is read once.
+    reads.clear()
+    seen = np.concatenate([b["id"] for b in batches(1, num_threads=0)]).tolist()
+    assert len(set(seen)) < len(seen)  # later epochs repeat records...
+    assert sorted(reads) == sorted(set(seen))  # ...which are read once each
+
+
+def test_cache_stops_growing_at_its_budget():
+    reads = []
+
+    def counted(record):
+        reads.append(int(record["id"]))
+        return _pre(record)
+
+    example_bytes = 8 + 3 * 4  # id (int64) and x (3 float32)
+    cache = pipeline.CachedExamples(_source(10), counted, budget_bytes=4 * example_bytes)
+    for _ in range(2):
+        for i in range(10):
+            np.testing.assert_array_equal(cache[i]["x"], np.full((3,), 2 * i, np.float32))
+    assert cache.cached_bytes == 4 * example_bytes
+    assert reads == list(range(10)) + list(range(4, 10))  # the first four were kept

@@ -52,9 +52,11 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         "Input pipeline (grain) against the train step",
         [
             ("task", "task", "{}"),
-            ("pipeline_examples_per_s", "pipeline examples/s", "{:.0f}"),
+            ("first_epoch_examples_per_s", "pipeline examples/s, first epoch", "{:.0f}"),
+            ("pipeline_examples_per_s", "pipeline examples/s, later epochs", "{:.0f}"),
             ("step_examples_per_s", "step examples/s", "{:.0f}"),
-            ("supply_ratio", "supply / demand", "{:.1f}x"),
+            ("first_epoch_supply_ratio", "supply / demand, first epoch", "{:.1f}x"),
+            ("supply_ratio", "supply / demand, later epochs", "{:.1f}x"),
             ("constant_batch_step_ms", "step ms, constant batch", "{:.1f}"),
             ("real_data_step_ms", "step ms, real pipeline", "{:.1f}"),
             ("real_data_slowdown", "real-data slowdown", "{:+.1%}"),

@@ -105,6 +105,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
             process_index=process,
             process_count=processes,
             num_threads=config.data.num_threads,
+            cache_mb=config.data.get("cache_mb", 0),
         )
     )
     eval_setups = {}
