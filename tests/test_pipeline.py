@@ -130,3 +130,8 @@ def test_cache_stops_growing_at_its_budget():
             np.testing.assert_array_equal(cache[i]["x"], np.full((3,), 2 * i, np.float32))
     assert cache.cached_bytes == 4 * example_bytes
     assert reads == list(range(10)) + list(range(4, 10))  # the first four were kept
+
+
+def test_negative_cache_size_is_an_error():
+    with pytest.raises(ValueError, match="cache_mb=-1"):
+        pipeline.train_dataset(_source(8), _pre, 2, seed=0, cache_mb=-1)

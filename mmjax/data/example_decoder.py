@@ -78,7 +78,8 @@ class ExampleDecoder:
 
     Built from a `tfds.features.FeaturesDict` whose leaves are tensors, scalars or text of
     fixed shape (a variable first dimension only for text). Raises NotImplementedError naming
-    the first key it cannot plan (callers then keep TFDS's decoding).
+    the first key it cannot plan (PNG/JPEG images, ZLIB-compressed or ragged numeric tensors:
+    datasets with those keep TFDS's decoding).
     """
 
     def __init__(self, features):

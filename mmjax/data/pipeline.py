@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import grain
 import numpy as np
 
+from mmjax.config_utils import ConfigError
+
 Example = dict[str, np.ndarray]
 
 
@@ -102,6 +104,8 @@ def train_dataset(
             f"process {process_index} holds {len(source) // process_count} training examples, "
             f"fewer than its batch of {batch_size}"
         )
+    if cache_mb < 0:
+        raise ConfigError(f"data.cache_mb={cache_mb} must be >= 0 (0: no cache)")
     if cache_mb > 0:
         source = CachedExamples(source, preprocess, cache_mb * 2**20)
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
