@@ -86,8 +86,6 @@ def get_config(arg=None):
         # others list them in a random order. It is always 23 words: 25 tokens with BOS, EOS.
         caption_index=3,
         max_text_len=25,
-        shuffle_seed=0,
-        num_threads=2,
     )
     config.tokenizer = dict(kind="word")  # built from the training captions, saved in workdir
 

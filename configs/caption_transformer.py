@@ -67,8 +67,6 @@ def get_config(arg=None):
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         caption_text_bytes=320,  # reference text kept as bytes for the metrics
         captions_per_image=5,  # the first 5 of each image's captions (Sort-of-CLEVR has 5)
-        shuffle_seed=0,
-        num_threads=2,
     )
     # "word": a vocabulary of the training captions' words; "sentencepiece": a SentencePiece
     # model trained on them (options: vocab_size, model_type). Saved in the workdir.

@@ -76,8 +76,6 @@ def get_config(arg=None):
         arg.num_test,
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         captions_per_image=5,
-        shuffle_seed=0,
-        num_threads=2,
     )
     # A vocabulary of the training captions' words, saved in the workdir.
     config.tokenizer = dict(kind="word")

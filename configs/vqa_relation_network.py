@@ -79,8 +79,6 @@ def get_config(arg=None):
         arg.num_train,
         arg.num_test,
         max_question_len=16,
-        shuffle_seed=0,
-        num_threads=2,
     )
 
     model = dict(name=arg.model, f_widths=size["f_widths"], dropout_rate=0.5, dtype="float32")

@@ -67,7 +67,6 @@ def get_config(arg=None):
         arg.num_test,
         # CLEVR's longest question has 43 words; Sort-of-CLEVR's 11.
         max_question_len=48 if free_text else 16,
-        shuffle_seed=0,
         # One reader thread: with two, competing with XLA's for this CPU's two cores, the
         # pipeline delivered less (experiments/benchmark.py: 4.8x the step's demand in the
         # first epoch against 7-8x with one).

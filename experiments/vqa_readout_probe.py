@@ -171,8 +171,10 @@ def main(argv):
     """Train the chosen probe and print test accuracy as JSON lines."""
     del argv
     train, test = (load_split(FLAGS.data_dir, s) for s in ("train", "test"))
-    model = transformer(FLAGS.model) if FLAGS.readout == "model" else None
-    model = model or Probe(FLAGS.readout, FLAGS.features, FLAGS.words)
+    if FLAGS.readout == "model":
+        model = transformer(FLAGS.model)
+    else:
+        model = Probe(FLAGS.readout, FLAGS.features, FLAGS.words)
 
     def logits(params, b):
         return model.apply({"params": params}, b["image"], b["question"], b["color"], b["subtype"])

@@ -11,9 +11,9 @@ logits, AdamW and gradient clipping at 1.0, as ours does.
 
 Differences the architectures impose (stated in RESULTS.md): our default stem embeds each
 5x5 patch from the 15x15-pixel window around it and keeps only the 64 patches of the objects,
-ViLT's projects every patch (+ a [CLS] image token); our question is encoded by one
-text-only block and enters the fusion as one pooled token, and the image tokens (which do not
-attend to text) are computed once per image for its 20 questions, whereas ViLT runs every
+ViLT's projects every patch (+ a [CLS] image token); our question enters the fusion as one
+token, the mean of its word embeddings, and the image tokens (which do not attend to text)
+are computed once per image for its 20 questions, whereas ViLT runs every
 (image, question) pair as one sequence of 226 + 16 tokens; ViLT adds a pooler and a 2x-wide
 answer MLP. `ours_single_stream` is our model without those savings (`share_image=False`,
 `question_fusion="tokens"`, all 225 patches, each from its own pixels): the same per-pair

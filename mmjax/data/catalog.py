@@ -235,7 +235,8 @@ def data_config(
         images are resized to (data.resize: "squash" for clevr, "crop", centre crop, else).
       num_train: Sort-of-CLEVR's training scenes (built on first use, dataset seed 0).
       num_test: Sort-of-CLEVR's test scenes.
-      **keys: the task's entries (text lengths, captions or questions per image, ...).
+      **keys: the task's entries (text lengths, captions or questions per image, ...), and
+        any of the pipeline's defaults to override (shuffle_seed=0, num_threads=2, cache_mb).
 
     Raises ConfigError for an unknown dataset or a custom one without data_dir.
     """
@@ -247,7 +248,8 @@ def data_config(
         "dataset=custom needs data_dir=<the --output of python -m mmjax.data.prepare>",
     )
     data = dict(name=dataset, data_dir=data_dir or "~/tensorflow_datasets", image_size=image_size)
-    data["cache_mb"] = 0  # see mmjax.data.pipeline.train_dataset
+    # The train pipeline's settings (mmjax.data.pipeline.train_dataset).
+    data.update(shuffle_seed=0, num_threads=2, cache_mb=0)
     if dataset == "sort_of_clevr":
         data.update(num_train=num_train, num_test=num_test, dataset_seed=0, build_if_missing=True)
         # The preprocessed training split: about 19 kB a scene (190 MB for the default 9,800).
