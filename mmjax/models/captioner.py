@@ -55,6 +55,10 @@ class Captioner(nn.Module):
       dropout_rate: dropout in the encoder and decoder.
       stem: "patch", "conv" or "resnet" (see `image_stem`).
       patch_size: patch size of the "patch" stem.
+      patch_kernel: window of the "patch" stem's embedding, centred on each patch (0: the
+        patch itself; see `PatchStem.kernel_size`).
+      keep_tokens: the "patch" stem keeps only this many tokens per image, those of the patches
+        farthest from the image's mean colour (0 keeps all; see `PatchStem`).
       conv_channels: channels of the "conv" stem.
       resnet: ResNet variant of the "resnet" stem (a key of `resnet.RESNETS`).
       posemb: image position embeddings, "learn" or "sincos2d".
@@ -72,6 +76,8 @@ class Captioner(nn.Module):
     dropout_rate: float = 0.0
     stem: str = "conv"
     patch_size: int = 5
+    patch_kernel: int = 0
+    keep_tokens: int = 0
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
     posemb: str = "learn"
@@ -85,6 +91,8 @@ class Captioner(nn.Module):
             self.stem,
             self.width,
             patch_size=self.patch_size,
+            patch_kernel=self.patch_kernel,
+            keep_tokens=self.keep_tokens,
             conv_channels=self.conv_channels,
             resnet=self.resnet,
             posemb=self.posemb,

@@ -17,6 +17,9 @@ def image_stem(
     width: int,
     *,
     patch_size: int = 16,
+    patch_kernel: int = 0,
+    keep_tokens: int = 0,
+    coords: bool = False,
     conv_channels: Sequence[int] = (32, 64, 128, 128),
     resnet: str = "resnet50",
     posemb: str = "learn",
@@ -24,12 +27,23 @@ def image_stem(
     param_dtype: DType = jnp.float32,
     name: str = "stem",
 ) -> nn.Module:
-    """The image stem named `stem`: "patch" (ViT), "conv" or "resnet"; images -> [B, N, width]."""
+    """The image stem named `stem`: "patch" (ViT), "conv" or "resnet"; images -> [B, N, width].
+
+    `patch_kernel` and `keep_tokens` are the patch stem's (`PatchStem.kernel_size`,
+    `PatchStem.keep_tokens`); `coords` (CoordConv input channels) applies to patch and conv.
+    """
     kw = dict(posemb=posemb, dtype=dtype, param_dtype=param_dtype, name=name)
     if stem == "patch":
-        return PatchStem(patch_size, width, **kw)
+        return PatchStem(
+            patch_size,
+            width,
+            coords=coords,
+            kernel_size=patch_kernel,
+            keep_tokens=keep_tokens,
+            **kw,
+        )
     if stem == "conv":
-        return ConvStem(width, channels=conv_channels, **kw)
+        return ConvStem(width, channels=conv_channels, coords=coords, **kw)
     if stem == "resnet":
         return ResNetStem(width, variant=resnet, **kw)
     raise ValueError(f"Unknown stem {stem!r}; use 'patch', 'conv' or 'resnet'.")

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 
 from mmjax.models.attention import padding_mask
 from mmjax.models.fusion import MultimodalEncoder
-from mmjax.models.image import ConvStem, PatchStem
 from mmjax.models.partitioning import constrain
+from mmjax.models.stems import image_stem
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import Encoder
 
@@ -41,7 +41,7 @@ class VQATransformer(nn.Module):
         patch itself; see `PatchStem.kernel_size`).
       keep_tokens: the "patch" stem keeps only this many tokens per image, those of the patches
         farthest from the image's mean colour (0 keeps all; see `PatchStem`).
-      stem: "patch" (`PatchStem`) or "conv" (`ConvStem`).
+      stem: "patch" (`PatchStem`), "conv" (`ConvStem`) or "resnet" (see `image_stem`).
       conv_channels: channels of the "conv" stem.
       stem_coords: append pixel coordinates as input channels of the stem (CoordConv).
       posemb: image position embeddings, "learn" or "sincos2d".
@@ -100,21 +100,6 @@ class VQATransformer(nn.Module):
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
-    def _stem(self) -> nn.Module:
-        kw = dict(posemb=self.posemb, dtype=self.dtype, param_dtype=self.param_dtype, name="stem")
-        if self.stem == "patch":
-            return PatchStem(
-                self.patch_size,
-                self.width,
-                coords=self.stem_coords,
-                kernel_size=self.patch_kernel,
-                keep_tokens=self.keep_tokens,
-                **kw,
-            )
-        if self.stem == "conv":
-            return ConvStem(self.width, channels=self.conv_channels, coords=self.stem_coords, **kw)
-        raise ValueError(f"Unknown stem {self.stem!r}; use 'patch' or 'conv'.")
-
     def _pool(self, text: Array, mask: Array) -> Array:
         if self.pool == "bos":
             return text[..., 0, :]
@@ -167,7 +152,19 @@ class VQATransformer(nn.Module):
           "image_attention" / "text_attention" dicts of `MultimodalEncoder`.
         """
         text_mask = questions != 0
-        image_tokens = constrain(self._stem()(images), ("batch", None, None))
+        stem = image_stem(
+            self.stem,
+            self.width,
+            patch_size=self.patch_size,
+            patch_kernel=self.patch_kernel,
+            keep_tokens=self.keep_tokens,
+            coords=self.stem_coords,
+            conv_channels=self.conv_channels,
+            posemb=self.posemb,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        image_tokens = constrain(stem(images), ("batch", None, None))
         text_tokens = TextEmbedding(
             self.vocab_size,
             self.width,
