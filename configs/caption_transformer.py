@@ -13,9 +13,9 @@ Command:
 
 Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 keeps the
 size's default), num_train=<int>, num_test=<int>, stem=patch|conv|resnet (default: patch on
-Sort-of-CLEVR, conv on the other datasets),
-tokenizer=word|sentencepiece, dataset=sort_of_clevr|coco_captions|custom, data_dir=<path>
-(the TFDS root, or a custom dataset's directory), image_size=<int>.
+Sort-of-CLEVR, conv on the other datasets), tokenizer=word|sentencepiece,
+dataset=sort_of_clevr|coco_captions|custom, data_dir=<path> (the TFDS root, or a custom
+dataset's directory), image_size=<int>.
 
 Other datasets: `dataset=coco_captions` reads the TFDS catalog dataset (prepared in ArrayRecord
 format under data_dir; evaluated on Karpathy's "val" split), `dataset=custom,data_dir=DIR` one
