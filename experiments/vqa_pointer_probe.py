@@ -65,6 +65,7 @@ from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import MLP, EncoderBlock
 
 flags.DEFINE_bool("pointer_bias", True, "Bias the look-ups by the offset from the pointer.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the batch order.")
 FLAGS = flags.FLAGS
 
 WIDTH, HEADS, DEPTH, KEEP = 64, 4, 3, 64
@@ -141,7 +142,7 @@ def main(argv):
 
     first = {k: v[:2] for k, v in train.items()}
     init = jax.jit(lambda r: model.init(r, first["image"], first["question"]))
-    params = init(jax.random.key(0))["params"]
+    params = init(jax.random.key(FLAGS.seed))["params"]
     schedule = optax.warmup_cosine_decay_schedule(0, FLAGS.lr, 200, FLAGS.steps, FLAGS.lr / 100)
     optimizer = optax.chain(
         optax.clip_by_global_norm(1.0), optax.adamw(schedule, 0.9, 0.999, weight_decay=1e-4)
@@ -158,7 +159,7 @@ def main(argv):
         return optax.apply_updates(params, updates), opt_state, value
 
     predict = jax.jit(lambda p, b: logits(p, b).argmax(-1))
-    rng, start = np.random.default_rng(0), time.time()
+    rng, start = np.random.default_rng(FLAGS.seed), time.time()
     for i in range(1, FLAGS.steps + 1):
         idx = np.sort(rng.choice(len(train["image"]), FLAGS.batch, replace=False))
         params, opt_state, loss = step(params, opt_state, {k: v[idx] for k, v in train.items()})
