@@ -50,19 +50,15 @@ initialisation of the measured runs; renaming them changes it.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from absl import app, flags
 
-from experiments.vqa_readout_probe import load_split  # also defines --steps, --every, ...
-from mmjax.data import sort_of_clevr
+# Importing it also defines --steps, --every, --batch, --lr and --data_dir.
+from experiments.vqa_readout_probe import load_split, train_and_report
 from mmjax.models.image import PatchStem, normalize_images, salient_patch_indices
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import MLP, EncoderBlock
@@ -146,38 +142,7 @@ def main(argv):
     first = {k: v[:2] for k, v in train.items()}
     init = jax.jit(lambda r: model.init(r, first["image"], first["question"]))
     params = init(jax.random.key(FLAGS.seed))["params"]
-    schedule = optax.warmup_cosine_decay_schedule(0, FLAGS.lr, 200, FLAGS.steps, FLAGS.lr / 100)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(1.0), optax.adamw(schedule, 0.9, 0.999, weight_decay=1e-4)
-    )
-    opt_state = optimizer.init(params)
-
-    @jax.jit
-    def step(params, opt_state, b):
-        def loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(logits(p, b), b["answer"]).mean()
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    predict = jax.jit(lambda p, b: logits(p, b).argmax(-1))
-    rng, start = np.random.default_rng(FLAGS.seed), time.time()
-    for i in range(1, FLAGS.steps + 1):
-        idx = np.sort(rng.choice(len(train["image"]), FLAGS.batch, replace=False))
-        params, opt_state, loss = step(params, opt_state, {k: v[idx] for k, v in train.items()})
-        if i % FLAGS.every == 0 or i == FLAGS.steps:
-            chunks = range(0, len(test["image"]), 50)
-            pred = np.concatenate(
-                [predict(params, {k: v[j : j + 50] for k, v in test.items()}) for j in chunks]
-            )
-            ok, sub = pred == test["answer"], test["subtype"]
-            line = dict(step=i, seconds=round(time.time() - start, 1), loss=round(float(loss), 3))
-            line["non_relational"] = round(100 * ok[sub < 3].mean(), 1)
-            line["relational"] = round(100 * ok[sub >= 3].mean(), 1)
-            for s, name in enumerate(sort_of_clevr.SUBTYPES):
-                line[name] = round(100 * ok[sub == s].mean(), 1)
-            print(json.dumps(line), flush=True)
+    train_and_report(logits, params, train, test, seed=FLAGS.seed)
 
 
 if __name__ == "__main__":

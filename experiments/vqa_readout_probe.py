@@ -181,9 +181,21 @@ def main(argv):
 
     first = {k: v[:2] for k, v in train.items()}
     init = jax.jit(lambda r: model.init(r, *(first[k] for k in INPUTS)))
-    params = init(jax.random.key(0))["params"]
+    train_and_report(logits, init(jax.random.key(0))["params"], train, test)
+
+
+def train_and_report(logits, params, train: dict, test: dict, seed: int = 0) -> None:
+    """Trains `params` on answer cross-entropy and prints test accuracy as JSON lines.
+
+    `logits(params, batch)` gives [B, Q, 10] for a batch of `load_split`'s arrays. AdamW
+    (--lr, warmup 200 steps, cosine decay over --steps, weight decay 1e-4, clipping at 1), --batch
+    random training images a step; every --every steps one line: loss, non-relational,
+    relational and per-subtype test accuracy (%). `seed` draws the batches.
+    """
     schedule = optax.warmup_cosine_decay_schedule(0, FLAGS.lr, 200, FLAGS.steps, FLAGS.lr / 100)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, 0.9, 0.999))
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(schedule, 0.9, 0.999, weight_decay=1e-4)
+    )
     opt_state = optimizer.init(params)
 
     @jax.jit
@@ -196,7 +208,7 @@ def main(argv):
         return optax.apply_updates(params, updates), opt_state, value
 
     predict = jax.jit(lambda p, b: logits(p, b).argmax(-1))
-    rng, start = np.random.default_rng(0), time.time()
+    rng, start = np.random.default_rng(seed), time.time()
     for i in range(1, FLAGS.steps + 1):
         idx = np.sort(rng.choice(len(train["image"]), FLAGS.batch, replace=False))
         params, opt_state, loss = step(params, opt_state, {k: v[idx] for k, v in train.items()})
