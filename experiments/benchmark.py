@@ -64,6 +64,7 @@ class Plan:
 
 SINGLE_STREAM = [
     "model.share_image=False",
+    "model.lookup_bias=none",
     "model.question_fusion=tokens",
     "model.keep_tokens=0",
     "model.patch_kernel=0",

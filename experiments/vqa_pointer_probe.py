@@ -57,14 +57,13 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-# Importing it also defines --steps, --every, --batch, --lr and --data_dir.
+# Importing it also defines --steps, --every, --batch, --lr, --data_dir and --seed.
 from experiments.vqa_readout_probe import load_split, train_and_report
 from mmjax.models.image import PatchStem, normalize_images, salient_patch_indices
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import MLP, EncoderBlock
 
 flags.DEFINE_bool("pointer_bias", True, "Bias the look-ups by the offset from the pointer.")
-flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the batch order.")
 FLAGS = flags.FLAGS
 
 WIDTH, HEADS, DEPTH, KEEP = 64, 4, 3, 64

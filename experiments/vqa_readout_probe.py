@@ -74,6 +74,7 @@ flags.DEFINE_integer("every", 250, "Evaluate every this many steps.")
 flags.DEFINE_integer("batch", 8, "Images per step (each with its 20 questions).")
 flags.DEFINE_float("lr", 1e-3, "Peak learning rate (warmup 200 steps, cosine decay).")
 flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "Where sort_of_clevr is built.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation and of the batch order.")
 FLAGS = flags.FLAGS
 
 INPUTS = ("image", "question", "color", "subtype")
@@ -181,7 +182,8 @@ def main(argv):
 
     first = {k: v[:2] for k, v in train.items()}
     init = jax.jit(lambda r: model.init(r, *(first[k] for k in INPUTS)))
-    train_and_report(logits, init(jax.random.key(0))["params"], train, test)
+    params = init(jax.random.key(FLAGS.seed))["params"]
+    train_and_report(logits, params, train, test, seed=FLAGS.seed)
 
 
 def train_and_report(logits, params, train: dict, test: dict, seed: int = 0) -> None:

@@ -302,3 +302,70 @@ def test_append_coordinates_marks_columns_and_rows():
     assert out.shape == (2, 3, 5, 5)
     np.testing.assert_allclose(out[0, 0, :, 3], np.linspace(-1, 1, 5))  # column, left to right
     np.testing.assert_allclose(out[1, :, 4, 4], np.linspace(-1, 1, 3))  # row, top to bottom
+
+
+def test_lookup_distance_bias_matches_a_direct_computation():
+    from mmjax.models.fusion import LookupDistanceBias
+
+    n, h = 7, 3
+    x = RNG.normal(size=(B, Q, L, D)).astype(np.float32)
+    weights = np.exp(5 * RNG.normal(size=(B, Q, h, L, n))).astype(np.float32)
+    weights /= weights.sum(-1, keepdims=True)  # spread enough that some likeness is clipped
+    positions = RNG.random(size=(B, n, 2)).astype(np.float32)
+    module = LookupDistanceBias(num_heads=h)
+    params = module.init(jax.random.key(0), x, weights, positions)["params"]
+    assert not np.asarray(module.apply({"params": params}, x, weights, positions)).any()
+    kernel = RNG.normal(size=(D, 2, h, h)).astype(np.float32)
+    params = {**params, "coefficients": {"kernel": kernel}}
+    bias = np.asarray(module.apply({"params": params}, x, weights, positions))
+    assert bias.shape == (B, h, Q, L, n)
+
+    normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+    coefficients = np.einsum("bqld,dchk->bqlchk", normed, kernel)
+    for b, q, l_, head in np.ndindex(B, Q, L, h):
+        expected = np.zeros(n)
+        for prev in range(h):
+            w = weights[b, q, prev, l_]
+            pointer = w @ positions[b]
+            # (The module adds 1e-6 under the root, for a finite gradient at distance 0.)
+            distance = np.sqrt(np.square(positions[b] - pointer).sum(-1) + 1e-6)
+            slope, exclude = coefficients[b, q, l_, :, head, prev]
+            likeness = 1 + np.maximum(np.log(w / w.max()), -8) / 8
+            expected += slope * distance + exclude * likeness
+        np.testing.assert_allclose(bias[b, head, q, l_], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_vqa_transformer_lookup_bias_starts_as_the_plain_model():
+    from mmjax.models.image import patch_positions
+
+    images, questions = _vqa_batch()
+    kw = dict(patch_size=5, keep_tokens=6, pool="mean", question_fusion="pooled", **TINY)
+    plain = VQATransformer(**dict(kw, depth=2))
+    biased = VQATransformer(**dict(kw, depth=2), lookup_bias="pointer")
+    params = jax.jit(biased.init)(jax.random.key(0), images, questions)["params"]
+    assert set(params["fusion"]["block_1"]["lookup_bias"]) == {"norm", "coefficients"}
+
+    def without_pointer(tree):
+        return {
+            k: without_pointer(v) if isinstance(v, dict) else v
+            for k, v in tree.items()
+            if k not in ("pointer", "lookup_bias")
+        }
+
+    plain_params = without_pointer(params)
+    np.testing.assert_allclose(
+        jax.jit(biased.apply)({"params": params}, images, questions)[0],
+        jax.jit(plain.apply)({"params": plain_params}, images, questions)[0],
+        atol=1e-6,
+    )
+    # The positions are those of the kept patches, as the stem orders its tokens.
+    kept = np.asarray(salient_patch_indices(normalize_images(images), 5, 6))
+    rows, cols = kept // 4, kept % 4
+    expected = np.stack([(rows + 0.5) / 4, (cols + 0.5) / 4], -1)
+    np.testing.assert_allclose(patch_positions(images, 5, 6), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="needs stem='patch'"):
+        VQATransformer(**dict(kw, stem="conv", conv_channels=(8,)), lookup_bias="pointer").init(
+            jax.random.key(0), images, questions
+        )
+    with pytest.raises(ValueError, match="Unknown lookup_bias 'far'"):
+        VQATransformer(**kw, lookup_bias="far").init(jax.random.key(0), images, questions)

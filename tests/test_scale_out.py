@@ -159,9 +159,15 @@ def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state():
     assert logits.dtype == jnp.float32 and np.isfinite(np.asarray(logits)).all()
 
 
-@pytest.mark.parametrize("share_image", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_remat_and_scanned_layers_compute_the_same_function(share_image):
-    base = _task(f"model.share_image={share_image}", "model.depth=2")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        [],  # the default: image shared by the questions, with the word pointer's bias
+        pytest.param(["model.share_image=False", "model.lookup_bias=none"], marks=pytest.mark.slow),
+    ],
+)
+def test_remat_and_scanned_layers_compute_the_same_function(variant):
+    base = _task(*variant, "model.depth=2")
     (batch,) = _batches(base, 1, 2)
     params = jax.jit(base.init_params)(jax.random.key(0), batch)
     rng = jax.random.key(1)
@@ -170,13 +176,13 @@ def test_remat_and_scanned_layers_compute_the_same_function(share_image):
         return jax.jit(jax.value_and_grad(lambda p: task.loss(p, batch, rng)[0]))(params)
 
     loss, grads = loss_and_grads(base, params)
-    remat = _task(f"model.share_image={share_image}", "model.depth=2", "model.remat=True")
+    remat = _task(*variant, "model.depth=2", "model.remat=True")
     remat_loss, remat_grads = loss_and_grads(remat, params)
     np.testing.assert_allclose(remat_loss, loss, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(remat_grads), jax.tree.leaves(grads)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
-    scanned = _task(f"model.share_image={share_image}", "model.depth=2", "model.scan_layers=True")
+    scanned = _task(*variant, "model.depth=2", "model.scan_layers=True")
     stacked = dict(params)
     fusion = dict(stacked["fusion"])
     blocks = [fusion.pop(f"block_{i}") for i in range(2)]

@@ -15,9 +15,10 @@ ViLT's projects every patch (+ a [CLS] image token); our question enters the fus
 token, the mean of its word embeddings, and the image tokens (which do not attend to text)
 are computed once per image for its 20 questions, whereas ViLT runs every
 (image, question) pair as one sequence of 226 + 16 tokens; ViLT adds a pooler and a 2x-wide
-answer MLP. `ours_single_stream` is our model without those savings (`share_image=False`,
-`question_fusion="tokens"`, all 225 patches, each from its own pixels): the same per-pair
-sequence as ViLT, so its ratio is the framework alone.
+answer MLP; ours adds a word pointer whose distances bias the question's look-ups at the
+image. `ours_single_stream` is our model without those savings and additions
+(`share_image=False`, no pointer, `question_fusion="tokens"`, all 225 patches, each from its
+own pixels): the same per-pair sequence as ViLT, so its ratio is the framework alone.
 
 PyTorch gets as many intra-op threads as XLA's CPU client uses: one per core.
 """

@@ -32,6 +32,7 @@ def image_text_attention(
     v_text: Array,
     text_mask: Array,
     *,
+    bias_image: Array | None = None,
     dropout_rate: float = 0.0,
     dropout_rng: Array | None = None,
     deterministic: bool = True,
@@ -55,6 +56,7 @@ def image_text_attention(
       k_text: [B, Q, L, H, Dh] text keys.
       v_text: [B, Q, L, H, Dh] text values.
       text_mask: [B, Q, L] bool, True for valid text keys.
+      bias_image: optional [B, H, Q, L, N] added to the image logits.
       dropout_rate: attention-weight dropout rate.
       dropout_rng: PRNG key, required when dropout is active.
       deterministic: if True, no dropout.
@@ -67,6 +69,8 @@ def image_text_attention(
     q_text = q_text * jnp.asarray(1.0 / math.sqrt(q_text.shape[-1]), q_text.dtype)
     # [B, H, Q, L, keys]: batch dims (B, H) lead, so the big image-logit block needs no transpose.
     logits_image = jnp.einsum("bqlhd,bnhd->bhqln", q_text, k_image, **f32)
+    if bias_image is not None:
+        logits_image = logits_image + bias_image.astype(jnp.float32)
     logits_text = jnp.einsum("bqlhd,bqmhd->bhqlm", q_text, k_text, **f32)
     logits_text = jnp.where(text_mask[:, None, :, None, :], logits_text, jnp.finfo(jnp.float32).min)
     # The result does not depend on the shift, so no gradient needs to flow through it. Every row
@@ -92,6 +96,61 @@ def image_text_attention(
     return jnp.einsum("bhqld->bqlhd", out), weights
 
 
+LIKENESS_RANGE = 8.0
+
+
+class LookupDistanceBias(nn.Module):
+    """Bias of a question's look-up at the image by distance from where it points.
+
+    Each text token comes with H' pointers (e.g. `WordPointer`'s): weights w_h' over the N
+    image tokens, pointer h' being at position p_h' = sum_n w_h'n pos_n. The bias of the
+    look-up's head h at image token n is
+
+      sum_h' (a_hh' * |pos_n - p_h'| + c_hh' * like_h'n),
+
+    with the coefficients a and c linear in the text token's state, zero at initialisation, and
+    like_h'n = 1 + max(log(w_h'n / max_m w_h'm), -8) / 8 in [0, 1]: how much token n is like the
+    tokens the pointer weights most (all the patches of the object it points at score near 1).
+    With a > 0 the look-up goes to the token farthest from the pointer ("the object furthest
+    from the red one"), with a < 0 to the nearest, and c < 0 leaves out the object pointed at
+    itself, whose own patches are the nearest to it ("the object closest to the red one").
+
+    Attributes:
+      num_heads: H, heads of the biased look-up (and H' of the pointers).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    num_heads: int
+    dtype: DType = jnp.float32
+    param_dtype: DType = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_text: Array, weights: Array, positions: Array) -> Array:
+        """x_text [B, Q, L, D], weights [B, Q, H', L, N], positions [B, N, 2] -> [B, H, Q, L, N]."""
+        h = self.num_heads
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = nn.LayerNorm(name="norm", **kw)(x_text)
+        coefficients = nn.DenseGeneral(
+            (2, h, h),
+            use_bias=False,
+            kernel_init=nn.initializers.zeros,
+            name="coefficients",
+            **kw,
+        )(x)  # [B, Q, L, 2, H, H']
+        weights = weights.astype(jnp.float32)
+        pointer = jnp.einsum("bqkln,bnc->bqklc", weights, positions)  # [B, Q, H', L, 2]
+        offset = positions[:, None, None, None] - pointer[..., None, :]  # [B, Q, H', L, N, 2]
+        # The 1e-6 keeps the gradient finite where a token sits exactly at the pointer.
+        distance = jnp.sqrt(jnp.square(offset).sum(-1) + 1e-6)  # [B, Q, H', L, N]
+        log_weights = jnp.log(jnp.maximum(weights, 1e-30))
+        relative = log_weights - log_weights.max(-1, keepdims=True)
+        likeness = 1.0 + jnp.maximum(relative, -LIKENESS_RANGE) / LIKENESS_RANGE
+        slope, exclude = coefficients[..., 0, :, :], coefficients[..., 1, :, :]
+        bias = jnp.einsum("bqlhk,bqkln->bhqln", slope, distance)
+        return bias + jnp.einsum("bqlhk,bqkln->bhqln", exclude, likeness)
+
+
 class SharedImageBlock(EncoderBlock):
     """`EncoderBlock` (same parameters) applied to image tokens shared by Q questions.
 
@@ -100,6 +159,14 @@ class SharedImageBlock(EncoderBlock):
     Calling the block directly (`__call__`) is the ordinary encoder block.
     """
 
+    def setup(self):
+        """The encoder block's layers, and a `LookupDistanceBias` used only with a pointer."""
+        super().setup()
+        # Linen creates its parameters only in blocks that are called with a pointer.
+        self.lookup_bias = LookupDistanceBias(
+            self.num_heads, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+
     def shared_image(
         self,
         x_image: Array,
@@ -107,6 +174,8 @@ class SharedImageBlock(EncoderBlock):
         text_mask: Array,
         train: bool = False,
         return_weights: bool = False,
+        pointer: Array | None = None,
+        positions: Array | None = None,
     ) -> tuple[Array, Array, Array | None, Array | None]:
         """Apply the block to image tokens [B, N, D] and text tokens [B, Q, L, D].
 
@@ -116,6 +185,10 @@ class SharedImageBlock(EncoderBlock):
           text_mask: [B, Q, L] bool, True for valid text tokens.
           train: enables dropout ("dropout" rng).
           return_weights: also return attention weights.
+          pointer: optional [B, Q, H, L, N] weights over the image tokens: the text-to-image
+            attention is then biased by each image token's distance from them (parameters
+            under `lookup_bias`).
+          positions: [B, N, 2] image token positions, needed with `pointer`.
 
         Returns:
           (x_image [B, N, D], x_text [B, Q, L, D], image weights [B, H, N, N] or None,
@@ -143,6 +216,7 @@ class SharedImageBlock(EncoderBlock):
             k_text,
             v_text,
             text_mask,
+            bias_image=None if pointer is None else self.lookup_bias(x_text, pointer, positions),
             return_weights=return_weights,
             **dropout_kw(),
         )
@@ -157,20 +231,24 @@ class FusionLayer(SharedImageBlock):
     """One fusion block as a function carry -> (carry, None), the form nn.scan and nn.remat need.
 
     Same parameters as `SharedImageBlock`. The carry is (image [B, N, D], text [B, Q, L, D])
-    with `share_image=True` and the joint tokens [B, Q, N + L, D] otherwise; `mask` is the
-    text mask [B, Q, L] or the joint attention mask, respectively.
+    with `share_image=True` and the joint tokens [B, Q, N + L, D] otherwise; `inputs` is
+    (text mask [B, Q, L], pointer, positions) (see `SharedImageBlock.shared_image`; both may be
+    None) or the joint attention mask, respectively.
     """
 
     share_image: bool = True
     train: bool = False
 
-    def __call__(self, carry, mask):
+    def __call__(self, carry, inputs):
         """Applies the block to `carry` (see the class docstring); returns (carry, None)."""
         if self.share_image:
             x_image, x_text = carry
-            x_image, x_text, _, _ = self.shared_image(x_image, x_text, mask, train=self.train)
+            text_mask, pointer, positions = inputs
+            x_image, x_text, _, _ = self.shared_image(
+                x_image, x_text, text_mask, self.train, pointer=pointer, positions=positions
+            )
             return (x_image, x_text), None
-        x, _ = super().__call__(carry, mask=mask, train=self.train)
+        x, _ = super().__call__(carry, mask=inputs, train=self.train)
         return x, None
 
 
@@ -221,7 +299,7 @@ class MultimodalEncoder(nn.Module):
             param_dtype=self.param_dtype,
         )
 
-    def _layers(self, carry, mask, train: bool):
+    def _layers(self, carry, inputs, train: bool):
         """The blocks through `FusionLayer`, rematerialised and/or scanned."""
         layer = nn.remat(FusionLayer) if self.remat else FusionLayer
         kw = dict(self._block_kwargs(), share_image=self.share_image, train=train)
@@ -233,10 +311,10 @@ class MultimodalEncoder(nn.Module):
                 in_axes=nn.broadcast,
                 length=self.depth,
             )
-            carry, _ = scanned(**kw, name="blocks")(carry, mask)
+            carry, _ = scanned(**kw, name="blocks")(carry, inputs)
             return carry
         for i in range(self.depth):
-            carry, _ = layer(**kw, name=f"block_{i}")(carry, mask)
+            carry, _ = layer(**kw, name=f"block_{i}")(carry, inputs)
         return carry
 
     @nn.compact
@@ -247,6 +325,8 @@ class MultimodalEncoder(nn.Module):
         text_mask: Array,
         train: bool = False,
         return_attention: bool = False,
+        positions: Array | None = None,
+        pointer: Array | None = None,
     ) -> tuple[Array, Array, dict[str, Any]]:
         """Fuse image and question tokens.
 
@@ -256,6 +336,11 @@ class MultimodalEncoder(nn.Module):
           text_mask: [B, Q, L] bool, True for valid (non-padding) text tokens.
           train: enables dropout ("dropout" rng).
           return_attention: collect per-layer attention weights.
+          positions: [B, N, 2] image token positions, given together with `pointer`.
+          pointer: [B, Q, H, 1 | L, N] weights over the image tokens (summing to 1) that say
+            where each question points. With them, every block's text-to-image attention is
+            biased by each image token's distance from the pointers (`LookupDistanceBias`,
+            parameters under `block_{i}/lookup_bias`); this needs share_image=True.
 
         Returns:
           (image_out, text_out [B, Q, L, D], intermediates). image_out is [B, N, D] with
@@ -277,12 +362,20 @@ class MultimodalEncoder(nn.Module):
             x = jnp.concatenate([jnp.broadcast_to(x_image[:, None], (b, q, n, d)), x_text], axis=2)
             mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
 
+        if (positions is None) != (pointer is None):
+            raise ValueError("`positions` and `pointer` go together: give both or neither.")
+        if pointer is not None:
+            if not self.share_image:
+                raise ValueError("A pointer bias needs share_image=True.")
+            pointer = jnp.broadcast_to(pointer, (*pointer.shape[:3], x_text.shape[2], n))
+
         image_attention, text_attention = {}, {}
         if self.remat or self.scan_layers:
             if return_attention:
                 raise ValueError("return_attention needs remat=False and scan_layers=False")
             if self.share_image:
-                x_image, x_text = self._layers((x_image, x_text), text_mask, train)
+                inputs = (text_mask, pointer, positions)
+                x_image, x_text = self._layers((x_image, x_text), inputs, train)
             else:
                 x = self._layers(x, mask, train)
         else:
@@ -290,7 +383,13 @@ class MultimodalEncoder(nn.Module):
                 block = SharedImageBlock(**self._block_kwargs(), name=f"block_{i}")
                 if self.share_image:
                     x_image, x_text, w_image, w_text = block.shared_image(
-                        x_image, x_text, text_mask, train=train, return_weights=return_attention
+                        x_image,
+                        x_text,
+                        text_mask,
+                        train=train,
+                        return_weights=return_attention,
+                        pointer=pointer,
+                        positions=positions,
                     )
                 else:
                     x, w = block(x, mask=mask, train=train, return_weights=return_attention)

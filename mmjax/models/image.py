@@ -92,6 +92,23 @@ def salient_patch_indices(images: Array, patch_size: int, keep: int) -> Array:
     return jnp.sort(indices, axis=-1)
 
 
+def patch_positions(images: Array, patch_size: int, keep_tokens: int = 0) -> Array:
+    """Grid positions [B, N, 2] (row, column, in units of the image side) of `PatchStem`'s tokens.
+
+    The tokens' order is the stem's: all patches in raster order, or with `keep_tokens` the
+    kept ones (`salient_patch_indices`). A patch's position is its centre divided by H (rows)
+    and W (columns), so positions lie in (0, 1).
+    """
+    b, h, w = images.shape[:3]
+    grid_h, grid_w = h // patch_size, w // patch_size
+    if keep_tokens:
+        indices = salient_patch_indices(normalize_images(images), patch_size, keep_tokens)
+    else:
+        indices = jnp.broadcast_to(jnp.arange(grid_h * grid_w), (b, grid_h * grid_w))
+    rows, cols = indices // grid_w, indices % grid_w
+    return jnp.stack([rows / grid_h, cols / grid_w], -1) + 0.5 / jnp.array([grid_h, grid_w])
+
+
 class PatchStem(nn.Module):
     """ViT patch embedding: a conv with kernel = stride = patch_size, plus position embeddings.
 

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 
 from mmjax.models.attention import padding_mask
 from mmjax.models.fusion import MultimodalEncoder
+from mmjax.models.image import patch_positions
 from mmjax.models.partitioning import constrain
+from mmjax.models.pointer import WordPointer
 from mmjax.models.stems import image_stem
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import Encoder
@@ -68,6 +70,10 @@ class VQATransformer(nn.Module):
         "the red object" is a learned conjunction rather than an attention lookup that has to
         emerge first; it costs B * Q * N * head_dim^2 multiply-adds, small next to the encoder.
       head_dim: hidden width of the answer MLP; defaults to width.
+      lookup_bias: "none", or "pointer": in every fusion block, bias each question's look-up at
+        the image by each image token's distance from where one of its words points
+        (`WordPointer` on the stem's tokens; `LookupDistanceBias`), and by how much the token
+        is like the ones pointed at. Needs the "patch" stem.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
     """
@@ -97,6 +103,7 @@ class VQATransformer(nn.Module):
     scan_layers: bool = False
     head: str = "question_token"
     head_dim: int | None = None
+    lookup_bias: str = "none"
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -217,6 +224,16 @@ class VQATransformer(nn.Module):
             image_tokens = image_tokens.reshape(-1, *image_tokens.shape[2:])
             text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
             text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
+        positions = pointer = None
+        if self.lookup_bias == "pointer":
+            if self.stem != "patch":
+                raise ValueError(f"lookup_bias={self.lookup_bias!r} needs stem='patch'.")
+            positions = patch_positions(images, self.patch_size, self.keep_tokens)
+            pointer = WordPointer(
+                self.vocab_size, self.num_heads, self.width, name="pointer", **kw_dtype
+            )(questions, image_tokens)
+        elif self.lookup_bias != "none":
+            raise ValueError(f"Unknown lookup_bias {self.lookup_bias!r}; use 'none' or 'pointer'.")
         image_out, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
             num_heads=self.num_heads,
@@ -229,7 +246,15 @@ class VQATransformer(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="fusion",
-        )(image_tokens, text_tokens, text_mask, train=train, return_attention=return_attention)
+        )(
+            image_tokens,
+            text_tokens,
+            text_mask,
+            train=train,
+            return_attention=return_attention,
+            positions=positions,
+            pointer=pointer,
+        )
         text_out = text_out.reshape(batch, num_questions, *text_out.shape[2:])
         text_mask = text_mask.reshape(batch, num_questions, text_mask.shape[-1])
 
