@@ -305,19 +305,20 @@ def test_append_coordinates_marks_columns_and_rows():
 
 
 def test_lookup_distance_bias_matches_a_direct_computation():
-    from mmjax.models.fusion import LookupDistanceBias
+    from mmjax.models.fusion import LookupDistanceBias, pointer_features
 
     n, h = 7, 3
     x = RNG.normal(size=(B, Q, L, D)).astype(np.float32)
     weights = np.exp(5 * RNG.normal(size=(B, Q, h, L, n))).astype(np.float32)
     weights /= weights.sum(-1, keepdims=True)  # spread enough that some likeness is clipped
     positions = RNG.random(size=(B, n, 2)).astype(np.float32)
+    features = pointer_features(weights, positions)
     module = LookupDistanceBias(num_heads=h)
-    params = module.init(jax.random.key(0), x, weights, positions)["params"]
-    assert not np.asarray(module.apply({"params": params}, x, weights, positions)).any()
+    params = module.init(jax.random.key(0), x, features)["params"]
+    assert not np.asarray(module.apply({"params": params}, x, features)).any()
     kernel = RNG.normal(size=(D, 2, h, h)).astype(np.float32)
     params = {**params, "coefficients": {"kernel": kernel}}
-    bias = np.asarray(module.apply({"params": params}, x, weights, positions))
+    bias = np.asarray(module.apply({"params": params}, x, features))
     assert bias.shape == (B, h, Q, L, n)
 
     normed = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
@@ -369,3 +370,42 @@ def test_vqa_transformer_lookup_bias_starts_as_the_plain_model():
         )
     with pytest.raises(ValueError, match="Unknown lookup_bias 'far'"):
         VQATransformer(**kw, lookup_bias="far").init(jax.random.key(0), images, questions)
+
+
+def test_word_pointer_matches_a_per_word_computation():
+    from mmjax.models.pointer import WordPointer
+
+    vocab, h, dh, n = 12, 2, 4, 5
+    questions = np.array([[[3, 5, 7, 0], [7, 5, 3, 1]], [[2, 0, 0, 0], [0, 0, 0, 0]]])
+    image = RNG.normal(size=(2, n, D)).astype(np.float32)
+    module = WordPointer(vocab, num_heads=h, width=D, head_dim=dh)
+    params = module.init(jax.random.key(0), questions, image)["params"]
+    params = jax.tree.map(lambda x: RNG.normal(size=x.shape).astype(np.float32), params)
+    got = np.asarray(module.apply({"params": params}, questions, image))
+    assert got.shape == (2, 2, h, 1, n)
+
+    def norm(x, p):
+        x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+        return x * p["scale"] + p["bias"]
+
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    image_normed = norm(image, params["image_norm"])
+    for b, q in np.ndindex(2, 2):
+        ids = questions[b, q]
+        words = norm(params["word_embedding"]["embedding"][ids], params["word_norm"])  # [L, D]
+        score = words @ params["word_score"]["kernel"] + params["word_score"]["bias"]  # [L, H]
+        for head in range(h):
+            # Padding never chosen; an all-padding question chooses its slots uniformly.
+            valid = ids != 0 if (ids != 0).any() else np.ones_like(ids, bool)
+            choice = np.where(valid, softmax(np.where(valid, score[:, head], -np.inf)), 0)
+            expected = np.zeros(n)
+            for word, weight in zip(words, choice):
+                query = word @ params["query"]["kernel"][:, head] + params["query"]["bias"][head]
+                key = (
+                    image_normed[b] @ params["key"]["kernel"][:, head] + params["key"]["bias"][head]
+                )
+                expected += weight * softmax(key @ query / np.sqrt(dh))
+            np.testing.assert_allclose(got[b, q, head, 0], expected, rtol=1e-4, atol=1e-5)

@@ -99,18 +99,39 @@ def image_text_attention(
 LIKENESS_RANGE = 8.0
 
 
+def pointer_features(weights: Array, positions: Array) -> Array:
+    """Each image token's distance from each pointer, and how much it is like what is pointed at.
+
+    A pointer h' is a set of weights w_h' over the N image tokens (summing to 1), at position
+    p_h' = sum_n w_h'n pos_n. Returns [B, Q, 2, H', L, N]: index 0 is |pos_n - p_h'|, index 1
+    like_h'n = 1 + max(log(w_h'n / max_m w_h'm), -8) / 8 in [0, 1], how much token n is like the
+    tokens the pointer weights most (all the patches of the object it points at score near 1,
+    not only the one or two that hold most of the weight).
+
+    Args:
+      weights: [B, Q, H', L, N] pointer weights of each of the L tokens of Q questions.
+      positions: [B, N, 2] image token positions.
+    """
+    weights = weights.astype(jnp.float32)
+    pointer = jnp.einsum("bqkln,bnc->bqklc", weights, positions)  # [B, Q, H', L, 2]
+    offset = positions[:, None, None, None] - pointer[..., None, :]  # [B, Q, H', L, N, 2]
+    # The 1e-6 keeps the gradient finite where a token sits exactly at the pointer.
+    distance = jnp.sqrt(jnp.square(offset).sum(-1) + 1e-6)
+    log_weights = jnp.log(jnp.maximum(weights, 1e-30))
+    relative = log_weights - log_weights.max(-1, keepdims=True)
+    likeness = 1.0 + jnp.maximum(relative, -LIKENESS_RANGE) / LIKENESS_RANGE
+    return jnp.stack([distance, likeness], axis=2)
+
+
 class LookupDistanceBias(nn.Module):
     """Bias of a question's look-up at the image by distance from where it points.
 
-    Each text token comes with H' pointers (e.g. `WordPointer`'s): weights w_h' over the N
-    image tokens, pointer h' being at position p_h' = sum_n w_h'n pos_n. The bias of the
+    With the `pointer_features` of H' pointers (distances d and likeness l), the bias of the
     look-up's head h at image token n is
 
-      sum_h' (a_hh' * |pos_n - p_h'| + c_hh' * like_h'n),
+      sum_h' (a_hh' * d_h'n + c_hh' * l_h'n),
 
-    with the coefficients a and c linear in the text token's state, zero at initialisation, and
-    like_h'n = 1 + max(log(w_h'n / max_m w_h'm), -8) / 8 in [0, 1]: how much token n is like the
-    tokens the pointer weights most (all the patches of the object it points at score near 1).
+    with the coefficients a and c linear in the text token's state and zero at initialisation.
     With a > 0 the look-up goes to the token farthest from the pointer ("the object furthest
     from the red one"), with a < 0 to the nearest, and c < 0 leaves out the object pointed at
     itself, whose own patches are the nearest to it ("the object closest to the red one").
@@ -126,8 +147,8 @@ class LookupDistanceBias(nn.Module):
     param_dtype: DType = jnp.float32
 
     @nn.compact
-    def __call__(self, x_text: Array, weights: Array, positions: Array) -> Array:
-        """x_text [B, Q, L, D], weights [B, Q, H', L, N], positions [B, N, 2] -> [B, H, Q, L, N]."""
+    def __call__(self, x_text: Array, features: Array) -> Array:
+        """x_text [B, Q, L, D], features [B, Q, 2, H', L, N] -> bias [B, H, Q, L, N]."""
         h = self.num_heads
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = nn.LayerNorm(name="norm", **kw)(x_text)
@@ -138,17 +159,7 @@ class LookupDistanceBias(nn.Module):
             name="coefficients",
             **kw,
         )(x)  # [B, Q, L, 2, H, H']
-        weights = weights.astype(jnp.float32)
-        pointer = jnp.einsum("bqkln,bnc->bqklc", weights, positions)  # [B, Q, H', L, 2]
-        offset = positions[:, None, None, None] - pointer[..., None, :]  # [B, Q, H', L, N, 2]
-        # The 1e-6 keeps the gradient finite where a token sits exactly at the pointer.
-        distance = jnp.sqrt(jnp.square(offset).sum(-1) + 1e-6)  # [B, Q, H', L, N]
-        log_weights = jnp.log(jnp.maximum(weights, 1e-30))
-        relative = log_weights - log_weights.max(-1, keepdims=True)
-        likeness = 1.0 + jnp.maximum(relative, -LIKENESS_RANGE) / LIKENESS_RANGE
-        slope, exclude = coefficients[..., 0, :, :], coefficients[..., 1, :, :]
-        bias = jnp.einsum("bqlhk,bqkln->bhqln", slope, distance)
-        return bias + jnp.einsum("bqlhk,bqkln->bhqln", exclude, likeness)
+        return jnp.einsum("bqlchk,bqckln->bhqln", coefficients, features)
 
 
 class SharedImageBlock(EncoderBlock):
@@ -160,7 +171,7 @@ class SharedImageBlock(EncoderBlock):
     """
 
     def setup(self):
-        """The encoder block's layers, and a `LookupDistanceBias` used only with a pointer."""
+        """The encoder block's layers, and a `LookupDistanceBias` used only with pointers."""
         super().setup()
         # Linen creates its parameters only in blocks that are called with a pointer.
         self.lookup_bias = LookupDistanceBias(
@@ -175,7 +186,6 @@ class SharedImageBlock(EncoderBlock):
         train: bool = False,
         return_weights: bool = False,
         pointer: Array | None = None,
-        positions: Array | None = None,
     ) -> tuple[Array, Array, Array | None, Array | None]:
         """Apply the block to image tokens [B, N, D] and text tokens [B, Q, L, D].
 
@@ -185,10 +195,8 @@ class SharedImageBlock(EncoderBlock):
           text_mask: [B, Q, L] bool, True for valid text tokens.
           train: enables dropout ("dropout" rng).
           return_weights: also return attention weights.
-          pointer: optional [B, Q, H, L, N] weights over the image tokens: the text-to-image
-            attention is then biased by each image token's distance from them (parameters
-            under `lookup_bias`).
-          positions: [B, N, 2] image token positions, needed with `pointer`.
+          pointer: optional `pointer_features` [B, Q, 2, H, L, N]: the text-to-image
+            attention is then biased by them (`LookupDistanceBias`, under `lookup_bias`).
 
         Returns:
           (x_image [B, N, D], x_text [B, Q, L, D], image weights [B, H, N, N] or None,
@@ -216,7 +224,7 @@ class SharedImageBlock(EncoderBlock):
             k_text,
             v_text,
             text_mask,
-            bias_image=None if pointer is None else self.lookup_bias(x_text, pointer, positions),
+            bias_image=None if pointer is None else self.lookup_bias(x_text, pointer),
             return_weights=return_weights,
             **dropout_kw(),
         )
@@ -232,8 +240,8 @@ class FusionLayer(SharedImageBlock):
 
     Same parameters as `SharedImageBlock`. The carry is (image [B, N, D], text [B, Q, L, D])
     with `share_image=True` and the joint tokens [B, Q, N + L, D] otherwise; `inputs` is
-    (text mask [B, Q, L], pointer, positions) (see `SharedImageBlock.shared_image`; both may be
-    None) or the joint attention mask, respectively.
+    (text mask [B, Q, L], pointer features or None) (see `SharedImageBlock.shared_image`) or
+    the joint attention mask, respectively.
     """
 
     share_image: bool = True
@@ -243,9 +251,9 @@ class FusionLayer(SharedImageBlock):
         """Applies the block to `carry` (see the class docstring); returns (carry, None)."""
         if self.share_image:
             x_image, x_text = carry
-            text_mask, pointer, positions = inputs
+            text_mask, pointer = inputs
             x_image, x_text, _, _ = self.shared_image(
-                x_image, x_text, text_mask, self.train, pointer=pointer, positions=positions
+                x_image, x_text, text_mask, self.train, pointer=pointer
             )
             return (x_image, x_text), None
         x, _ = super().__call__(carry, mask=inputs, train=self.train)
@@ -368,13 +376,15 @@ class MultimodalEncoder(nn.Module):
             if not self.share_image:
                 raise ValueError("A pointer bias needs share_image=True.")
             pointer = jnp.broadcast_to(pointer, (*pointer.shape[:3], x_text.shape[2], n))
+            # The same in every block: only the coefficients that weigh them are per block.
+            pointer = pointer_features(pointer, positions)
 
         image_attention, text_attention = {}, {}
         if self.remat or self.scan_layers:
             if return_attention:
                 raise ValueError("return_attention needs remat=False and scan_layers=False")
             if self.share_image:
-                inputs = (text_mask, pointer, positions)
+                inputs = (text_mask, pointer)
                 x_image, x_text = self._layers((x_image, x_text), inputs, train)
             else:
                 x = self._layers(x, mask, train)
@@ -389,7 +399,6 @@ class MultimodalEncoder(nn.Module):
                         train=train,
                         return_weights=return_attention,
                         pointer=pointer,
-                        positions=positions,
                     )
                 else:
                     x, w = block(x, mask=mask, train=train, return_weights=return_attention)

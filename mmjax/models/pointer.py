@@ -45,14 +45,19 @@ class WordPointer(nn.Module):
         """
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         features = (self.num_heads, self.head_dim)
-        words = nn.Embed(self.vocab_size, self.width, name="word_embedding", **kw)(questions)
-        words = nn.LayerNorm(name="word_norm", **kw)(words)
+        # A word's look depends on the word and the image only, so it is computed once per
+        # vocabulary entry rather than per question token (V = 64 looks per image, not Q * L).
+        embedding = nn.Embed(self.vocab_size, self.width, name="word_embedding", **kw)
+        words = embedding(jnp.arange(self.vocab_size))
+        words = nn.LayerNorm(name="word_norm", **kw)(words)  # [V, D]
         image = nn.LayerNorm(name="image_norm", **kw)(image_tokens)
-        query = nn.DenseGeneral(features, name="query", **kw)(words)  # [B, Q, L, H, Dh]
+        query = nn.DenseGeneral(features, name="query", **kw)(words)  # [V, H, Dh]
         key = nn.DenseGeneral(features, name="key", **kw)(image)  # [B, N, H, Dh]
-        logits = jnp.einsum("bqlhd,bnhd->bqhln", query, key) / math.sqrt(self.head_dim)
-        looks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        logits = jnp.einsum("vhd,bnhd->bhvn", query, key) / math.sqrt(self.head_dim)
+        looks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [B, H, V, N]
         score = nn.Dense(self.num_heads, name="word_score", **kw)(words).astype(jnp.float32)
         valid = (questions != 0)[..., None]  # [B, Q, L, 1]
-        choice = jax.nn.softmax(jnp.where(valid, score, -1e9), axis=-2)  # [B, Q, L, H]
-        return jnp.einsum("bqlh,bqhln->bqhn", choice, looks)[..., None, :]
+        choice = jax.nn.softmax(jnp.where(valid, score[questions], -1e9), axis=-2)
+        # Each question's choice weights summed per vocabulary entry: [B, Q, H, V].
+        per_word = jnp.einsum("bqlh,bqlv->bqhv", choice, jax.nn.one_hot(questions, self.vocab_size))
+        return jnp.einsum("bqhv,bhvn->bqhn", per_word, looks)[..., None, :]
