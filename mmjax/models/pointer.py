@@ -45,19 +45,30 @@ class WordPointer(nn.Module):
         """
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         features = (self.num_heads, self.head_dim)
-        # A word's look depends on the word and the image only, so it is computed once per
-        # vocabulary entry rather than per question token (V = 64 looks per image, not Q * L).
         embedding = nn.Embed(self.vocab_size, self.width, name="word_embedding", **kw)
-        words = embedding(jnp.arange(self.vocab_size))
-        words = nn.LayerNorm(name="word_norm", **kw)(words)  # [V, D]
+        word_norm = nn.LayerNorm(name="word_norm", **kw)
+        query_proj = nn.DenseGeneral(features, name="query", **kw)
+        word_score = nn.Dense(self.num_heads, name="word_score", **kw)
         image = nn.LayerNorm(name="image_norm", **kw)(image_tokens)
-        query = nn.DenseGeneral(features, name="query", **kw)(words)  # [V, H, Dh]
         key = nn.DenseGeneral(features, name="key", **kw)(image)  # [B, N, H, Dh]
-        logits = jnp.einsum("vhd,bnhd->bhvn", query, key) / math.sqrt(self.head_dim)
-        looks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [B, H, V, N]
-        score = nn.Dense(self.num_heads, name="word_score", **kw)(words).astype(jnp.float32)
         valid = (questions != 0)[..., None]  # [B, Q, L, 1]
-        choice = jax.nn.softmax(jnp.where(valid, score[questions], -1e9), axis=-2)
-        # Each question's choice weights summed per vocabulary entry: [B, Q, H, V].
-        per_word = jnp.einsum("bqlh,bqlv->bqhv", choice, jax.nn.one_hot(questions, self.vocab_size))
-        return jnp.einsum("bqhv,bhvn->bqhn", per_word, looks)[..., None, :]
+        scale = 1.0 / math.sqrt(self.head_dim)
+        # A word's look depends on the word and the image only: with a vocabulary smaller than
+        # a question batch's Q * L tokens (Sort-of-CLEVR: 64 against 320), each entry's look
+        # is computed once and the looks are summed per question with the choice weights.
+        if self.vocab_size <= questions.shape[-2] * questions.shape[-1]:
+            words = word_norm(embedding(jnp.arange(self.vocab_size)))  # [V, D]
+            logits = jnp.einsum("vhd,bnhd->bhvn", query_proj(words), key) * scale
+            looks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [B, H, V, N]
+            score = word_score(words).astype(jnp.float32)[questions]  # [B, Q, L, H]
+            choice = jax.nn.softmax(jnp.where(valid, score, -1e9), axis=-2)
+            per_word = jnp.einsum(
+                "bqlh,bqlv->bqhv", choice, jax.nn.one_hot(questions, self.vocab_size)
+            )
+            return jnp.einsum("bqhv,bhvn->bqhn", per_word, looks)[..., None, :]
+        words = word_norm(embedding(questions))  # [B, Q, L, D]
+        logits = jnp.einsum("bqlhd,bnhd->bqhln", query_proj(words), key) * scale
+        looks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [B, Q, H, L, N]
+        score = word_score(words).astype(jnp.float32)
+        choice = jax.nn.softmax(jnp.where(valid, score, -1e9), axis=-2)  # [B, Q, L, H]
+        return jnp.einsum("bqlh,bqhln->bqhn", choice, looks)[..., None, :]
