@@ -6,8 +6,8 @@ objects' patches: at most 54 per scene), with 2-D sin-cos positions. Each questi
 one token, the mean of its word embeddings; the image tokens and the question tokens are fused
 by self-attention (single stream), each question's attention to the image biased by the
 tokens' distance from where one of its words points (a word pointer), and an MLP on the
-question's token predicts one of 10 answers. Image tokens do not attend to text, so each image is encoded once for its 20
-questions (see MultimodalEncoder).
+question's token predicts one of 10 answers. Image tokens do not attend to text, so each
+image is encoded once for its 20 questions (see MultimodalEncoder).
 
 Command:
   python -m mmjax.main --config=configs/vqa_transformer.py --workdir=runs/vqa
