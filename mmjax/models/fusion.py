@@ -185,7 +185,7 @@ class SharedImageBlock(EncoderBlock):
         text_mask: Array,
         train: bool = False,
         return_weights: bool = False,
-        pointer: Array | None = None,
+        pointer_features: Array | None = None,
     ) -> tuple[Array, Array, Array | None, Array | None]:
         """Apply the block to image tokens [B, N, D] and text tokens [B, Q, L, D].
 
@@ -195,7 +195,7 @@ class SharedImageBlock(EncoderBlock):
           text_mask: [B, Q, L] bool, True for valid text tokens.
           train: enables dropout ("dropout" rng).
           return_weights: also return attention weights.
-          pointer: optional `pointer_features` [B, Q, 2, H, L, N]: the text-to-image
+          pointer_features: optional [B, Q, 2, H, L, N] (see `pointer_features`): the text-to-image
             attention is then biased by them (`LookupDistanceBias`, under `lookup_bias`).
 
         Returns:
@@ -224,7 +224,9 @@ class SharedImageBlock(EncoderBlock):
             k_text,
             v_text,
             text_mask,
-            bias_image=None if pointer is None else self.lookup_bias(x_text, pointer),
+            bias_image=(
+                None if pointer_features is None else self.lookup_bias(x_text, pointer_features)
+            ),
             return_weights=return_weights,
             **dropout_kw(),
         )
@@ -251,9 +253,9 @@ class FusionLayer(SharedImageBlock):
         """Applies the block to `carry` (see the class docstring); returns (carry, None)."""
         if self.share_image:
             x_image, x_text = carry
-            text_mask, pointer = inputs
+            text_mask, features = inputs
             x_image, x_text, _, _ = self.shared_image(
-                x_image, x_text, text_mask, self.train, pointer=pointer
+                x_image, x_text, text_mask, self.train, pointer_features=features
             )
             return (x_image, x_text), None
         x, _ = super().__call__(carry, mask=inputs, train=self.train)
@@ -372,19 +374,20 @@ class MultimodalEncoder(nn.Module):
 
         if (positions is None) != (pointer is None):
             raise ValueError("`positions` and `pointer` go together: give both or neither.")
+        features = None
         if pointer is not None:
             if not self.share_image:
                 raise ValueError("A pointer bias needs share_image=True.")
             pointer = jnp.broadcast_to(pointer, (*pointer.shape[:3], x_text.shape[2], n))
             # The same in every block: only the coefficients that weigh them are per block.
-            pointer = pointer_features(pointer, positions)
+            features = pointer_features(pointer, positions)
 
         image_attention, text_attention = {}, {}
         if self.remat or self.scan_layers:
             if return_attention:
                 raise ValueError("return_attention needs remat=False and scan_layers=False")
             if self.share_image:
-                inputs = (text_mask, pointer)
+                inputs = (text_mask, features)
                 x_image, x_text = self._layers((x_image, x_text), inputs, train)
             else:
                 x = self._layers(x, mask, train)
@@ -398,7 +401,7 @@ class MultimodalEncoder(nn.Module):
                         text_mask,
                         train=train,
                         return_weights=return_attention,
-                        pointer=pointer,
+                        pointer_features=features,
                     )
                 else:
                     x, w = block(x, mask=mask, train=train, return_weights=return_attention)
