@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +90,47 @@ def test_patch_stem_keeps_the_tokens_of_the_object_patches():
     )
     with pytest.raises(ValueError, match="keep_tokens=17 must be in 1..16"):
         PatchStem(patch_size=5, width=D, keep_tokens=17).init(jax.random.key(0), images)
+
+
+class _ConvPatchStem(nn.Module):
+    """PatchStem as a plain nn.Conv over every patch, then the kept ones: the reference."""
+
+    kernel_size: int
+    keep_tokens: int
+
+    @nn.compact
+    def __call__(self, images):
+        x = normalize_images(images)
+        pad = (self.kernel_size - 5) // 2
+        x = nn.Conv(D, (self.kernel_size,) * 2, strides=5, padding=[(pad, pad)] * 2,
+                    name="embedding")(x)  # fmt: skip
+        x = nn.LayerNorm(name="embedding_norm")(x).reshape(x.shape[0], -1, D)
+        pe = self.param("pos_embedding", nn.initializers.normal(D**-0.5), (1, x.shape[1], D))
+        kept = salient_patch_indices(normalize_images(images), 5, self.keep_tokens)
+        return jnp.take_along_axis(x + pe, kept[..., None], axis=1)
+
+
+def test_patch_stem_embeds_only_the_kept_windows_as_a_conv_over_all_patches_would():
+    images = np.asarray(jax.random.randint(jax.random.key(1), (3, 20, 20, 3), 0, 256), np.uint8)
+    reference = _ConvPatchStem(kernel_size=11, keep_tokens=5)
+    stem = PatchStem(patch_size=5, width=D, posemb="learn", kernel_size=11, keep_tokens=5)
+    ref_params = reference.init(jax.random.key(0), images)["params"]
+    params = stem.init(jax.random.key(0), images)["params"]
+    # The same parameter tree and initial values as the conv's (old checkpoints still load).
+    np.testing.assert_array_equal(params["embedding"]["kernel"], ref_params["embedding"]["kernel"])
+    assert params["embedding"]["bias"].shape == (D,)
+    params = dict(params)
+    params["posemb"] = {"pos_embedding": ref_params["pos_embedding"]}
+    params["embedding"] = {
+        "kernel": ref_params["embedding"]["kernel"],
+        "bias": jax.random.normal(jax.random.key(2), (D,)),
+    }
+    ref_params = dict(ref_params, embedding=params["embedding"])
+    np.testing.assert_allclose(
+        stem.apply({"params": params}, images),
+        reference.apply({"params": ref_params}, images),
+        atol=2e-5,
+    )
 
 
 def test_a_wide_patch_kernel_sees_the_neighbouring_patches_and_no_further():
