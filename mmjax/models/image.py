@@ -66,7 +66,7 @@ class _AddPositionEmbedding(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, grid: tuple[int, int] | None = None, kept=None) -> Array:
-        """Return x flattened to [B, N, D] plus position embeddings (`grid` = (h, w) with `kept`)."""
+        """Return x as [B, N, D] plus position embeddings (`grid`: (h, w), needed with `kept`)."""
         if kept is None:
             b, h, w, d = x.shape
             x = x.reshape(b, h * w, d)

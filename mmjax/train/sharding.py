@@ -90,6 +90,10 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
 def global_batch(local_batch: dict, mesh: jax.sharding.Mesh) -> dict:
     """Assembles each process's local NumPy batch into global arrays sharded on the batch axis."""
     sharding = batch_sharding(mesh)
+    if jax.process_count() == 1:
+        # The same arrays; one transfer of the whole tree costs the train loop's thread half
+        # the time of one make_array_from_process_local_data per leaf (experiments/benchmark.py).
+        return jax.device_put(local_batch, sharding)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )
