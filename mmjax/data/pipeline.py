@@ -60,6 +60,7 @@ class CachedExamples:
         self._budget = budget_bytes
         self._rows: dict[int, int] = {}  # source index -> row of the stacked arrays
         self._arrays: Example | None = None
+        self._capacity = 0  # rows of the stacked arrays
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -71,13 +72,13 @@ class CachedExamples:
                 return
             if self._arrays is None:
                 size = sum(np.asarray(v).nbytes for v in example.values())
-                capacity = min(len(self._source), int(self._budget // max(size, 1)))
+                self._capacity = min(len(self._source), int(self._budget // max(size, 1)))
                 self._arrays = {
-                    k: np.empty((capacity, *np.shape(v)), np.asarray(v).dtype)
+                    k: np.empty((self._capacity, *np.shape(v)), np.asarray(v).dtype)
                     for k, v in example.items()
                 }
             row = len(self._rows)
-            if row >= len(next(iter(self._arrays.values()))):
+            if row >= self._capacity:
                 return
             for key, array in self._arrays.items():
                 value = np.asarray(example[key])
@@ -139,7 +140,7 @@ class ShuffledBatchIndices:
             [
                 index_shuffle(
                     int(i), max_index=self._n - 1, seed=(self._seed + int(e)) % 2**32, rounds=4
-                )  # fmt: skip
+                )
                 for e, i in zip(epochs, offsets)
             ],
             np.int64,
