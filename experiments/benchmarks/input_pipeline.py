@@ -71,7 +71,7 @@ def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
     _warm(bench, iterator)
 
     def next_batch():
-        return sharding.global_batch(next(iterator), bench.mesh)
+        return sharding.step_batch(next(iterator), bench.mesh)  # as the trainer's loop does
 
     seconds = interleaved_medians(
         {"constant": lambda: bench.run(steps), "real": lambda: bench.run(steps, next_batch)},

@@ -163,7 +163,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
             pairs = (
                 (
                     _to_host(local),
-                    _to_host(predict(state.params, sharding.global_batch(local, mesh))),
+                    _to_host(predict(state.params, sharding.step_batch(local, mesh))),
                 )
                 for local in dataset
             )
@@ -200,7 +200,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     try:
         with _StopSignal() as stop:
             while step < total:
-                batch = sharding.global_batch(next(train_iter), mesh)
+                batch = sharding.step_batch(next(train_iter), mesh)
                 state, metrics = train_step(state, batch)
                 step += 1
                 if previous is not None:
