@@ -43,6 +43,33 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def paired_ratio(
+    baseline: Callable[[], object], candidate: Callable[[], object], reps: int
+) -> tuple[float, float, float]:
+    """Median of candidate / baseline time over `reps` pairs run back to back, and the medians.
+
+    Each pair is timed in turns (A B, then B A), and its own ratio taken, so drift in the
+    machine's load between pairs cancels out. One warm-up call of each first.
+
+    Returns:
+      (median ratio, median seconds of baseline, median seconds of candidate).
+    """
+    baseline(), candidate()
+    ratios, base_times, cand_times = [], [], []
+    for rep in range(reps):
+        order = [(baseline, base_times), (candidate, cand_times)]
+        for fn, times in order if rep % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        ratios.append(cand_times[-1] / base_times[-1])
+    return (
+        statistics.median(ratios),
+        statistics.median(base_times),
+        statistics.median(cand_times),
+    )
+
+
 def xla_flops(compiled) -> float:
     """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`).
 
