@@ -1,10 +1,10 @@
 """Speed benchmarks: against the machine's peak and against what users would pick instead.
 
-  python -m experiments.benchmark --quick    # the VQA task, fewer reps: 2.3 min of CPU time
-  python -m experiments.benchmark            # every task, more reps and lengths: about 3x that
+  python -m experiments.benchmark --quick    # the VQA task, fewer reps
+  python -m experiments.benchmark            # every task, more reps and lengths
   python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
 
-(`--quick` took 4.5 minutes of wall time on this 2-core machine at a load average of 10.)
+(`--quick` took 2.0 minutes of wall time alone on this 2-core machine.)
 
 Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
 (`--results=PATH` elsewhere) with their tables, the goals and the command:
@@ -72,7 +72,7 @@ SINGLE_STREAM = [
     "model.patch_kernel=0",
 ]
 PLANS = {
-    "quick": Plan(5, 20, 1, ("vqa",), (64, 256), 10, {"ours": []}),
+    "quick": Plan(4, 16, 1, ("vqa",), (64, 256), 10, {"ours": []}),
     "default": Plan(
         7,
         25,

@@ -40,7 +40,7 @@ def _forward_backward(fn):
     return lambda q, k, v, mask: grad(q, k, v, mask)
 
 
-def _repeated(fn, args, seconds: float = 0.15):
+def _repeated(fn, args, seconds: float = 0.1):
     """fn(*args) called enough times per repetition to last about `seconds`, then waited for."""
     jax.block_until_ready(fn(*args))  # compile
     start = time.perf_counter()
