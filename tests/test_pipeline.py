@@ -152,3 +152,9 @@ def test_cache_stops_growing_at_its_budget():
 def test_negative_cache_size_is_an_error():
     with pytest.raises(ValueError, match="cache_mb=-1"):
         pipeline.train_dataset(_source(8), _pre, 2, seed=0, cache_mb=-1)
+
+
+def test_a_budget_below_one_example_keeps_nothing():
+    cache = pipeline.CachedExamples(_source(4), _pre, budget_bytes=10)  # an example is 20 bytes
+    np.testing.assert_array_equal(cache.batch([3, 1])["x"][:, 0], [6, 2])
+    assert cache.cached_bytes == 0

@@ -61,6 +61,7 @@ class CachedExamples:
         self._rows: dict[int, int] = {}  # source index -> row of the stacked arrays
         self._arrays: Example | None = None
         self._capacity = 0  # rows of the stacked arrays
+        self._example_bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -71,8 +72,10 @@ class CachedExamples:
             if index in self._rows:
                 return
             if self._arrays is None:
-                size = sum(np.asarray(v).nbytes for v in example.values())
-                self._capacity = min(len(self._source), int(self._budget // max(size, 1)))
+                self._example_bytes = sum(np.asarray(v).nbytes for v in example.values())
+                self._capacity = min(
+                    len(self._source), int(self._budget // max(self._example_bytes, 1))
+                )
                 self._arrays = {
                     k: np.empty((self._capacity, *np.shape(v)), np.asarray(v).dtype)
                     for k, v in example.items()
@@ -108,9 +111,7 @@ class CachedExamples:
     @property
     def cached_bytes(self) -> int:
         """Bytes of the examples kept so far."""
-        if self._arrays is None:
-            return 0
-        return len(self._rows) * sum(a[0].nbytes for a in self._arrays.values())
+        return len(self._rows) * self._example_bytes
 
 
 _ENDLESS = 2**62  # batches in a training dataset: it never ends
