@@ -230,9 +230,9 @@ class _PatchEmbedding(nn.Module):
                 x, kernel, (p, p), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
             return y + bias
-        x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        grid_w = (x.shape[2] - 2 * pad) // p
+        grid_w = x.shape[2] // p
         rows, cols = kept // grid_w * p, kept % grid_w * p
+        x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
 
         def window(image, row, col):
             return jax.lax.dynamic_slice(image, (row, col, 0), (k, k, image.shape[-1]))
