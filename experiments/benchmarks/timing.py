@@ -15,6 +15,24 @@ import jax
 import jax.numpy as jnp
 
 
+def _timed_turns(
+    candidates: dict[str, Callable[[], object]], reps: int, warmup: int
+) -> dict[str, list[float]]:
+    """Seconds of each call of each candidate over `reps` turns (A B, B A, A B, ...)."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in candidates}
+    order = list(candidates)
+    for _ in range(reps):
+        for name in order:
+            start = time.perf_counter()
+            candidates[name]()
+            times[name].append(time.perf_counter() - start)
+        order.reverse()  # neither candidate always runs after the other
+    return times
+
+
 def interleaved_medians(
     candidates: dict[str, Callable[[], object]], reps: int, warmup: int = 1
 ) -> dict[str, float]:
@@ -28,18 +46,7 @@ def interleaved_medians(
     Returns:
       name -> median seconds of one call.
     """
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in candidates}
-    order = list(candidates)
-    for _ in range(reps):
-        for name in order:
-            fn = candidates[name]
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-        order.reverse()  # A B, B A, ...: neither candidate always runs after the other
+    times = _timed_turns(candidates, reps, warmup)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -54,20 +61,10 @@ def paired_ratio(
     Returns:
       (median ratio, median seconds of baseline, median seconds of candidate).
     """
-    baseline(), candidate()
-    ratios, base_times, cand_times = [], [], []
-    for rep in range(reps):
-        order = [(baseline, base_times), (candidate, cand_times)]
-        for fn, times in order if rep % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        ratios.append(cand_times[-1] / base_times[-1])
-    return (
-        statistics.median(ratios),
-        statistics.median(base_times),
-        statistics.median(cand_times),
-    )
+    times = _timed_turns({"baseline": baseline, "candidate": candidate}, reps, warmup=1)
+    base, cand = times["baseline"], times["candidate"]
+    ratios = [c / b for b, c in zip(base, cand)]
+    return statistics.median(ratios), statistics.median(base), statistics.median(cand)
 
 
 def xla_flops(compiled) -> float:
