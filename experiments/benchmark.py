@@ -11,6 +11,7 @@ Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS
 
 1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
 2. train_step: each task's default config (`benchmarks/train_steps.py`);
+   matmul_floor: the VQA step's own matmuls, each alone (`benchmarks/matmul_floor.py`);
 3. attention: ours against jax.nn.dot_product_attention and einsums (`benchmarks/attention.py`);
 4. pipeline: grain's supply against the step's demand (`benchmarks/input_pipeline.py`);
 5. vilt: Hugging Face ViLT at the VQA model's shape (`benchmarks/vilt.py`; needs `.[bench]`);
@@ -31,6 +32,7 @@ import jax
 from experiments.benchmarks import (
     attention,
     input_pipeline,
+    matmul_floor,
     report,
     time_to_accuracy,
     timing,
@@ -94,6 +96,7 @@ NOTES = {
     "the previous one is waited for). FLOPs are XLA's cost analysis of the compiled step; "
     "`of ceiling` is the achieved FLOP/s over the 2048^2 matmul's, the two timed in turns so "
     "that both see the same load (model FLOPs utilisation).",
+    "matmul_floor": matmul_floor.__doc__.strip().split("\n\n")[1].replace("\n", " "),
     "attention": attention.__doc__.strip().split("\n\n")[1].replace("\n", " ")
     + " Batch and heads are the default VQA model's ([8, L, 4, 16]). `speed vs jax.nn` above 1 "
     "means ours is faster. Without dropout or returned weights ours calls "
@@ -154,6 +157,7 @@ def run(plan: Plan, full: bool, results: Results) -> None:
 
     vqa = train_steps.setup("vqa")
     emit(train_steps.measure(vqa, plan.reps, plan.steps))
+    emit(matmul_floor.measure(vqa, plan.reps, plan.steps))
     emit(input_pipeline.measure(vqa, plan.pipeline_batches, plan.reps, plan.steps))
 
     try:

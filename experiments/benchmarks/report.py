@@ -36,6 +36,22 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("mfu", "of ceiling", "{:.1%}"),
         ],
     ),
+    "matmul_floor": (
+        "The train step's matmuls alone: how much utilisation its matmuls allow",
+        [
+            ("task", "task", "{}"),
+            ("dots", "dots in the step", "{}"),
+            ("distinct_dots", "distinct", "{}"),
+            ("dot_share_of_flops", "of the step's FLOPs", "{:.0%}"),
+            ("dot_gflops_per_s", "their GFLOP/s alone", "{:.1f}"),
+            ("floor_ms", "their ms alone", "{:.1f}"),
+            ("step_ms", "step ms, in turns", "{:.1f}"),
+            ("floor_share_of_step", "of the step", "{:.0%}"),
+            ("ceiling_gflops_per_s", "ceiling GFLOP/s, in turns", "{:.1f}"),
+            ("mfu", "step: of ceiling", "{:.1%}"),
+            ("mfu_bound", "at the floor: of ceiling", "{:.1%}"),
+        ],
+    ),
     "attention": (
         "Attention, forward and forward+backward: milliseconds per call",
         [
@@ -98,6 +114,7 @@ class Goal:
       value: lines of that section -> the value, or None when none of the lines hold it.
       met: value -> whether the target is reached.
       fmt: format of the value.
+      context: all the lines -> a few words shown after the value (what limits it), or None.
     """
 
     text: str
@@ -105,6 +122,7 @@ class Goal:
     value: Callable[[list[dict]], float | None]
     met: Callable[[float], bool]
     fmt: str
+    context: Callable[[list[dict]], str | None] = lambda lines: None
 
 
 def _first(lines: list[dict], field: str, **where) -> float | None:
@@ -112,6 +130,12 @@ def _first(lines: list[dict], field: str, **where) -> float | None:
         if all(line.get(k) == v for k, v in where.items()) and line.get(field) is not None:
             return line[field]
     return None
+
+
+def _mfu_bound(lines: list[dict]) -> str | None:
+    floor = [line for line in lines if line["section"] == "matmul_floor"]
+    bound = _first(floor, "mfu_bound", task="vqa")
+    return None if bound is None else f"its matmuls alone allow at most {bound:.1%}"
 
 
 def _geometric_mean(lines: list[dict], field: str) -> float | None:
@@ -130,6 +154,7 @@ GOALS = [
         lambda lines: _first(lines, "mfu", task="vqa"),
         lambda v: v >= 0.5,
         "{:.1%}",
+        _mfu_bound,
     ),
     Goal(
         "our attention at least as fast as jax.nn.dot_product_attention (geometric mean of "
@@ -239,7 +264,9 @@ def render(
     for goal in GOALS:
         value = goal.value([line for line in lines if line["section"] == goal.section])
         met = "not measured" if value is None else ("yes" if goal.met(value) else "**no**")
-        rows.append([goal.text, _cell(value, goal.fmt), met])
+        context = goal.context(lines)
+        measured = _cell(value, goal.fmt) + (f" ({context})" if context else "")
+        rows.append([goal.text, measured, met])
     out += _table(["goal", "measured", "met"], rows)
     for section, (title, columns) in SECTIONS.items():
         section_lines = [line for line in lines if line["section"] == section]
