@@ -11,7 +11,7 @@ Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS
 
 1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
 2. train_step: each task's default config (`benchmarks/train_steps.py`);
-   matmul_floor: the VQA step's own matmuls, each alone (`benchmarks/matmul_floor.py`);
+   matmul_floor: each of those steps' own matmuls, alone (`benchmarks/matmul_floor.py`);
 3. attention: ours against jax.nn.dot_product_attention and einsums (`benchmarks/attention.py`);
 4. pipeline: grain's supply against the step's demand (`benchmarks/input_pipeline.py`);
 5. vilt: Hugging Face ViLT at the VQA model's shape (`benchmarks/vilt.py`; needs `.[bench]`);
@@ -183,6 +183,7 @@ def run(plan: Plan, full: bool, results: Results) -> None:
             continue
         bench = train_steps.setup(name)
         emit(train_steps.measure(bench, plan.reps, plan.steps))
+        emit(matmul_floor.measure(bench, plan.reps, plan.steps))
         emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
         del bench
 

@@ -8,7 +8,8 @@ dot has the whole machine, so their total is about the least time the step's mat
 step can only beat it by overlapping independent dots better than XLA threads one), and the
 utilisation the step would reach at that floor (`mfu_bound`) about the most that rewriting the
 step's other operations could give with the same matmuls. Convolutions are not counted, which
-only lowers the floor.
+only lowers the floor: where dots are a small share of a step's FLOPs (a conv stem), the bound
+says little and can pass 100%.
 """
 
 from __future__ import annotations
