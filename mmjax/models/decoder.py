@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.models.attention import causal_mask, padding_mask
+from mmjax.models.text import embedding_tables
 from mmjax.models.transformer import DecoderBlock
 
 Array = jax.Array
@@ -86,24 +87,11 @@ class TextDecoder(nn.Module):
           when `return_attention`, else {}.
         """
         length = tokens.shape[-1]
-        if length > self.max_len:
-            raise ValueError(f"Sequence length {length} exceeds max_len={self.max_len}.")
         decode_step = decode and self.has_variable("cache", "position")
-
-        x = nn.Embed(
-            self.vocab_size,
-            self.width,
-            embedding_init=nn.initializers.normal(stddev=0.02),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="token_embedding",
-        )(tokens)
-        pos_table = self.param(
-            "pos_embedding",
-            nn.initializers.normal(stddev=0.02),
-            (self.max_len, self.width),
-            self.param_dtype,
+        embed, pos_table = embedding_tables(
+            self, self.vocab_size, self.width, self.max_len, length, self.dtype, self.param_dtype
         )
+        x = embed(tokens)
         if decode_step:
             if length != 1:
                 raise ValueError(f"A decode step takes tokens of shape [B, 1], got {tokens.shape}.")

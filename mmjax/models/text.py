@@ -13,6 +13,32 @@ Array = jax.Array
 DType = Any
 
 
+def embedding_tables(
+    module: nn.Module, vocab_size: int, width: int, max_len: int, length: int, dtype, param_dtype
+) -> tuple[nn.Embed, Array]:
+    """The token embedding and the [max_len, width] position table, as parameters of `module`.
+
+    Called inside `module`'s compact method, it creates `token_embedding` (an `nn.Embed`) and
+    `pos_embedding` directly under `module`, the layout `TextEmbedding` and `TextDecoder` share.
+
+    Raises:
+      ValueError if `length`, the sequence length to embed, exceeds max_len.
+    """
+    if length > max_len:
+        raise ValueError(f"Sequence length {length} exceeds max_len={max_len}.")
+    init = nn.initializers.normal(stddev=0.02)
+    embed = nn.Embed(
+        vocab_size,
+        width,
+        embedding_init=init,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name="token_embedding",
+        parent=module,
+    )
+    return embed, module.param("pos_embedding", init, (max_len, width), param_dtype)
+
+
 class TextEmbedding(nn.Module):
     """Token embedding plus learned position embedding: ids [..., L] -> [..., L, width].
 
@@ -34,23 +60,11 @@ class TextEmbedding(nn.Module):
     def __call__(self, tokens: Array) -> Array:
         """Embed int tokens [..., L] (L <= max_len) into [..., L, width]."""
         length = tokens.shape[-1]
-        if length > self.max_len:
-            raise ValueError(f"Sequence length {length} exceeds max_len={self.max_len}.")
-        x = nn.Embed(
-            self.vocab_size,
-            self.width,
-            embedding_init=nn.initializers.normal(stddev=0.02),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="token_embedding",
-        )(tokens)
-        pos = self.param(
-            "pos_embedding",
-            nn.initializers.normal(stddev=0.02),
-            (self.max_len, self.width),
-            self.param_dtype,
+        embed, positions = embedding_tables(
+            self, self.vocab_size, self.width, self.max_len, length, self.dtype, self.param_dtype
         )
-        return x + pos[:length].astype(x.dtype)
+        x = embed(tokens)
+        return x + positions[:length].astype(x.dtype)
 
 
 class TextEncoder(nn.Module):
