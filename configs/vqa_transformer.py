@@ -29,7 +29,7 @@ Results (default size, this 2-core CPU): see the README's results table.
 
 import ml_collections
 
-from mmjax.config_utils import choose, parse_arg
+from mmjax.config_utils import choose, parse_arg, set_training_defaults
 from mmjax.data.catalog import EVAL_SPLITS, data_config, sort_of_clevr_eval
 
 SIZES = {
@@ -115,31 +115,10 @@ def get_config(arg=None):
     )
 
     config.batch_size = size["batch"]  # images per step, each with its 20 questions
-    config.microbatches = 1  # gradient accumulation: the batch is run in this many pieces
-    config.total_steps = steps
-    config.optim = dict(
-        name="adamw",
-        lr=1e-3,
-        min_lr_ratio=0.01,
-        warmup_steps=min(200, max(1, steps // 20)),
-        weight_decay=1e-4,
-        b1=0.9,
-        b2=0.999,
-        clip_norm=1.0,
-    )
-
-    config.mesh = dict(data=-1, fsdp=1)  # -1: all the devices not used by other axes
-    # Parameter and optimizer-state placement: (regex, rule) pairs, rule "replicate", "fsdp" or
-    # a PartitionSpec tuple; fsdp=True shards the rest FSDP-style over all devices.
-    # activation_rules: logical activation axis -> mesh axes; None keeps
-    # mmjax.models.partitioning.DEFAULT_RULES (batch over data and fsdp, mlp/heads over model).
-    config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
+    set_training_defaults(config, steps, lr=1e-3)
+    config.optim.b2 = 0.999
     config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
-    config.keep_checkpoints = 3
-    # A step with a non-finite loss or gradient is never applied; "stop" ends the run with an
-    # error naming it, "skip" goes on and counts it in train/skipped_steps.
-    config.on_nonfinite = "stop"
 
     config.evals = ml_collections.ConfigDict()
     if free_text:

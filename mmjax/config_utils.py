@@ -67,13 +67,13 @@ def require(condition: bool, message: str) -> None:
 
 
 def set_training_defaults(config: ml_collections.ConfigDict, steps: int, lr: float) -> None:
-    """Set the training entries the caption, retrieval and autoencoder configs share.
+    """Set the training entries the configs share (a config overrides what it needs).
 
     AdamW (b2 0.98, weight decay 1e-4, clipping at 1.0) with warmup over a twentieth of the
     steps (at most 200) and cosine decay to 1% of `lr`; data parallelism over every device, no
     parameter sharding; logging about 30 times and checkpointing 5 times per run.
     """
-    config.microbatches = 1
+    config.microbatches = 1  # gradient accumulation: the batch is run in this many pieces
     config.total_steps = steps
     config.optim = dict(
         name="adamw",
@@ -85,9 +85,15 @@ def set_training_defaults(config: ml_collections.ConfigDict, steps: int, lr: flo
         b2=0.98,
         clip_norm=1.0,
     )
-    config.mesh = dict(data=-1, fsdp=1)
+    config.mesh = dict(data=-1, fsdp=1)  # -1: all the devices not used by other axes
+    # Parameter and optimizer-state placement: (regex, rule) pairs, rule "replicate", "fsdp" or
+    # a PartitionSpec tuple; fsdp=True shards the rest FSDP-style over all devices.
+    # activation_rules: logical activation axis -> mesh axes; None keeps
+    # mmjax.models.partitioning.DEFAULT_RULES (batch over data and fsdp, mlp/heads over model).
     config.sharding = dict(rules=[], fsdp=False, fsdp_min_size=2**14, activation_rules=None)
     config.log_every = max(1, min(100, steps // 30))
     config.checkpoint_every = max(1, steps // 5)
     config.keep_checkpoints = 3
+    # A step with a non-finite loss or gradient is never applied; "stop" ends the run with an
+    # error naming it, "skip" goes on and counts it in train/skipped_steps.
     config.on_nonfinite = "stop"
