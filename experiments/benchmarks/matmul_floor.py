@@ -7,9 +7,10 @@ and all of them together are timed in turns with the step and the ceiling matmul
 dot has the whole machine, so their total is about the least time the step's matmuls need (the
 step can only beat it by overlapping independent dots better than XLA threads one), and the
 utilisation the step would reach at that floor (`mfu_bound`) about the most that rewriting the
-step's other operations could give with the same matmuls. Convolutions are not counted, which
-only lowers the floor: where dots are a small share of a step's FLOPs (a conv stem), the bound
-says little and can pass 100%.
+step's other operations could give with the same matmuls. Convolutions are not counted, and a
+dot inside a loop of the step (`scan_layers`, micro-batches) counts once; both only lower the
+floor: where the counted dots are a small share of a step's FLOPs (a conv stem), the bound says
+little and can pass 100%.
 """
 
 from __future__ import annotations
