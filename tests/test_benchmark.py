@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.benchmarks import report
@@ -32,10 +33,10 @@ LINES = [
     {
         "section": "matmul_floor",
         "task": "vqa",
-        "dots": 171,
-        "distinct_dots": 51,
-        "dot_share_of_flops": 0.94,
-        "dot_gflops_per_s": 33.0,
+        "products": 171,
+        "distinct": 51,
+        "share_of_flops": 0.94,
+        "products_gflops_per_s": 33.0,
         "floor_ms": 16.0,
         "step_ms": 24.0,
         "floor_share_of_step": 0.667,
@@ -181,25 +182,63 @@ def test_matmul_floor_finds_every_dot_of_a_compiled_gradient_with_its_flops():
     shapes = [(32, 16), (16, 8), (4, 6, 5), (4, 5, 3)]
     args = [jnp.ones(shape) for shape in shapes]
     forward = jax.jit(loss).lower(*args).compile()
-    found = matmul_floor.dots(forward.as_text())
-    assert sorted(dot.flops for dot in found.elements()) == [2 * 4 * 6 * 5 * 3, 2 * 32 * 16 * 8]
-    batched = next(dot for dot in found if dot.lhs_batch)
-    assert batched.lhs == (4, 6, 5) and batched.rhs == (4, 5, 3) and batched.lhs_type == "f32"
-    assert batched.lhs_contracting == (2,) and batched.rhs_contracting == (1,)
+    found = matmul_floor.products(forward.as_text())
+    assert sorted(p.flops for p in found.elements()) == [2 * 4 * 6 * 5 * 3, 2 * 32 * 16 * 8]
+    batched = next(p for p in found if p.output == (4, 6, 3))
+    assert batched.kind == "dot" and batched.lhs_type == "f32"
+    assert batched.lhs == (4, 6, 5) and batched.rhs == (4, 5, 3)
+    assert batched.arguments == (((2,), (1,)), ((0,), (0,)))
 
     gradient = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3))).lower(*args).compile()
-    flops = sum(dot.flops for dot in matmul_floor.dots(gradient.as_text()).elements())
+    flops = sum(p.flops for p in matmul_floor.products(gradient.as_text()).elements())
     assert flops == 3 * (2 * 32 * 16 * 8 + 2 * 4 * 6 * 5 * 3)
 
 
-def test_matmul_floor_loop_keeps_every_repetition_of_the_dot():
+def test_matmul_floor_rebuilds_a_convolution_and_its_gradients_as_the_program_runs_them():
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
     from experiments.benchmarks import matmul_floor
 
-    dot = matmul_floor.Dot((8, 4, 6), (8, 6, 2), "f32", "f32", (2,), (1,), (0,), (0,))
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def loss(x, kernel):
+        y = lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=dims)
+        return (jnp.tanh(y) * 1.5).sum()
+
+    x = jax.random.normal(jax.random.key(0), (4, 15, 15, 3))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 8))
+    program = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x, kernel).compile()
+    convolutions = list(matmul_floor.products(program.as_text()))
+    # The forward convolution and one for each operand's gradient (a dilated input, a dilated
+    # window), each rebuilt with its own strides, padding and dilations.
+    assert len(convolutions) == 3 and {c.kind for c in convolutions} == {"convolution"}
+    for convolution in convolutions:
+        shapes = [
+            jax.ShapeDtypeStruct(shape, jnp.float32) for shape in (convolution.lhs, convolution.rhs)
+        ]
+        assert jax.eval_shape(convolution.apply, *shapes).shape == convolution.output
+    forward = next(c for c in convolutions if c.lhs == x.shape and c.rhs == kernel.shape)
+    expected = lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=dims)
+    np.testing.assert_allclose(forward.apply(x, kernel), expected, rtol=1e-5, atol=1e-5)
+    # Counted by hand: output row o of the stride-2 "SAME" convolution (padding 1) reads input
+    # rows 2o - 1 .. 2o + 1 of 15, so 2, 3, ..., 3, 2 taps land on the input; the same for
+    # columns, times 3 input and 8 output features and 4 images.
+    taps = sum(sum(0 <= 2 * o + d < 15 for d in (-1, 0, 1)) for o in range(8)) ** 2
+    assert taps == 22 * 22 and forward.flops == 2 * 4 * taps * 3 * 8
+
+
+def test_matmul_floor_loop_keeps_every_repetition_of_the_product():
+    from experiments.benchmarks import matmul_floor
+
+    dot = matmul_floor.Product(
+        "dot", (8, 4, 6), (8, 6, 2), "f32", "f32", (8, 4, 2), (((2,), (1,)), ((0,), (0,)))
+    )
     program, operands = matmul_floor.repeated(dot, 5)
     # The first product before the loop and one inside it: XLA has not hoisted the loop's dot
     # out as invariant, nor merged it with the first.
-    assert sum(matmul_floor.dots(program.as_text()).values()) == 2
+    assert sum(matmul_floor.products(program.as_text()).values()) == 2
     assert program(*operands).shape == (8, 4, 2)
     assert float(program(*operands)[0, 0, 0]) == 6.0  # ones: each entry sums 6 products
     with pytest.raises(ValueError, match=r"element type \['f8e4m3'\]"):

@@ -1,23 +1,20 @@
-"""The least time a train step's matmuls need on this machine: each of the step's dots, alone.
+"""The least time a train step's matmuls need on this machine: its dots and convolutions, alone.
 
 Utilisation alone does not say how far a step could go. So the step's compiled HLO is read for
-every dot it runs (fused ones included), with its operand shapes and dimension numbers; each
-distinct dot is compiled on its own, in a loop that runs it as many times as the step does,
-and all of them together are timed in turns with the step and the ceiling matmul. Alone, each
-dot has the whole machine, so their total is about the least time the step's matmuls need (the
-step can only beat it by overlapping independent dots better than XLA threads one), and the
-utilisation the step would reach at that floor (`mfu_bound`) about the most that rewriting the
-step's other operations could give with the same matmuls. Convolutions are not counted, and a
-dot inside a loop of the step (`scan_layers`, micro-batches) counts once; both only lower the
-floor: where the counted dots are a small share of a step's FLOPs (a conv stem), the bound says
-little and can pass 100%.
+every dot and convolution it runs (fused ones included), with operand shapes and dimension
+numbers; each distinct one is compiled on its own, in a loop that runs it as many times as the
+step does, and all of them together are timed in turns with the step and the ceiling matmul.
+Alone, each has the whole machine, so their total is about the least time the step's products
+need (the step can only beat it by overlapping independent ones better than XLA threads one),
+and the utilisation the step would reach at that floor (`mfu_bound`) about the most that
+rewriting the step's other operations could give with the same matmuls. A product inside a
+loop of the step (`scan_layers`, micro-batches) counts once, which only lowers the floor.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import re
 
 import jax
@@ -27,7 +24,7 @@ from jax import lax
 from experiments.benchmarks.timing import interleaved_medians, matmul, xla_flops
 from experiments.benchmarks.train_steps import CEILING, StepSetup
 
-# HLO element type -> dtype, for the types dots take.
+# HLO element type -> dtype, for the types dots and convolutions take.
 _DTYPES = {
     "f64": jnp.float64,
     "f32": jnp.float32,
@@ -38,30 +35,51 @@ _DTYPES = {
 }
 # `%name = f32[8,64]{1,0} op(` : an instruction's name, element type and dimensions.
 _DEFINITION = re.compile(r"%([\w.\-]+) = (\w+)\[([\d,]*)\]")
-# `dot(%a, %b)`, or with the operand shapes printed: `dot(f32[8,64]{1,0} %a, ...)`.
-_DOT = re.compile(r"= \w+\[[\d,]*\]\S* dot\((?:\S+ )?%([\w.\-]+), (?:\S+ )?%([\w.\-]+)\)")
+# `= f32[8,64]{1,0} dot(%a, %b)`, or with the operand shapes printed: `dot(f32[8,64]{1,0} %a, ...`.
+_PRODUCT = re.compile(
+    r"= \w+\[([\d,]*)\]\S* (dot|convolution)\((?:\S+ )?%([\w.\-]+), (?:\S+ )?%([\w.\-]+)\)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Dot:
-    """One dot of an HLO program: operand shapes, element types and dimension numbers."""
+class Product:
+    """One dot or convolution of an HLO program, as `lax` would be called to compute it.
 
+    Attributes:
+      kind: "dot" or "convolution".
+      lhs, rhs: the operands' shapes.
+      lhs_type, rhs_type: their HLO element types ("f32", "bf16", ...).
+      output: the result's shape.
+      arguments: for a dot, `lax.dot_general`'s dimension numbers; for a convolution,
+        `lax.conv_general_dilated`'s arguments after the operands, as (name, value) pairs.
+    """
+
+    kind: str
     lhs: tuple[int, ...]
     rhs: tuple[int, ...]
     lhs_type: str
     rhs_type: str
-    lhs_contracting: tuple[int, ...]
-    rhs_contracting: tuple[int, ...]
-    lhs_batch: tuple[int, ...]
-    rhs_batch: tuple[int, ...]
+    output: tuple[int, ...]
+    arguments: tuple
+
+    def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+        """The product of `lhs` and `rhs` (of the operands' shapes), computed as in the program."""
+        if self.kind == "dot":
+            return lax.dot_general(lhs, rhs, self.arguments)
+        return lax.conv_general_dilated(lhs, rhs, **dict(self.arguments))
 
     @property
-    def flops(self) -> int:
-        """2 x the multiply-adds: each lhs element meets each free rhs element once."""
-        rhs_free = [
-            d for i, d in enumerate(self.rhs) if i not in self.rhs_contracting + self.rhs_batch
+    def flops(self) -> float:
+        """FLOPs of one product as XLA counts them.
+
+        2 m n k for a dot; for a convolution, 2 per multiply-add of a kernel tap that lands on
+        the input (not on padding, nor on the holes of a dilated input).
+        """
+        shapes = [
+            jax.ShapeDtypeStruct(shape, _DTYPES[kind])
+            for shape, kind in ((self.lhs, self.lhs_type), (self.rhs, self.rhs_type))
         ]
-        return 2 * math.prod(self.lhs) * math.prod(rhs_free)
+        return jax.jit(self.apply).lower(*shapes).cost_analysis()["flops"]
 
 
 def _dims(line: str, name: str) -> tuple[int, ...]:
@@ -69,52 +87,79 @@ def _dims(line: str, name: str) -> tuple[int, ...]:
     return tuple(int(d) for d in match.group(1).split(",") if d) if match else ()
 
 
-def dots(hlo_text: str) -> collections.Counter[Dot]:
-    """The dots of an HLO module's text (`compiled.as_text()`), each with how often it occurs."""
+def _window(line: str, field: str, spatial: int, default: int) -> tuple:
+    match = re.search(rf"window=\{{[^}}]*\b{field}=([\dx_]+)", line)
+    if not match:
+        return (default,) * spatial
+    return tuple(
+        tuple(int(x) for x in part.split("_")) if "_" in part else int(part)
+        for part in match.group(1).split("x")
+    )
+
+
+def _convolution_arguments(line: str, spatial: int) -> tuple:
+    """`lax.conv_general_dilated`'s arguments from an HLO convolution's attributes."""
+    labels = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", line).groups()
+    # HLO names spatial dimensions 0, 1, ...; lax's string form wants letters, matched by name.
+    letters = str.maketrans({"b": "N", "f": "C", "i": "I", "o": "O", **dict(zip("0123", "HWDT"))})
+    groups = {
+        name: int(m.group(1)) if (m := re.search(name + r"=(\d+)", line)) else 1
+        for name in ("feature_group_count", "batch_group_count")
+    }
+    return (
+        ("window_strides", _window(line, "stride", spatial, 1)),
+        ("padding", _window(line, "pad", spatial, (0, 0))),
+        ("lhs_dilation", _window(line, "lhs_dilate", spatial, 1)),
+        ("rhs_dilation", _window(line, "rhs_dilate", spatial, 1)),
+        ("dimension_numbers", tuple(label.translate(letters) for label in labels)),
+        *groups.items(),
+    )
+
+
+def products(hlo_text: str) -> collections.Counter[Product]:
+    """The dots and convolutions of an HLO module's text (`compiled.as_text()`), with counts."""
     shapes = {
         m.group(1): (m.group(2), tuple(int(d) for d in m.group(3).split(",") if d))
         for m in _DEFINITION.finditer(hlo_text)
     }
     found = collections.Counter()
     for line in hlo_text.splitlines():
-        if not (match := _DOT.search(line)):
+        if not (match := _PRODUCT.search(line)):
             continue
-        (lhs_type, lhs), (rhs_type, rhs) = shapes[match.group(1)], shapes[match.group(2)]
-        found[
-            Dot(
-                lhs,
-                rhs,
-                lhs_type,
-                rhs_type,
-                _dims(line, "lhs_contracting_dims"),
-                _dims(line, "rhs_contracting_dims"),
-                _dims(line, "lhs_batch_dims"),
-                _dims(line, "rhs_batch_dims"),
+        output = tuple(int(d) for d in match.group(1).split(",") if d)
+        kind = match.group(2)
+        (lhs_type, lhs), (rhs_type, rhs) = shapes[match.group(3)], shapes[match.group(4)]
+        if kind == "dot":
+            arguments = (
+                (_dims(line, "lhs_contracting_dims"), _dims(line, "rhs_contracting_dims")),
+                (_dims(line, "lhs_batch_dims"), _dims(line, "rhs_batch_dims")),
             )
-        ] += 1
+        else:
+            arguments = _convolution_arguments(line, len(lhs) - 2)
+        found[Product(kind, lhs, rhs, lhs_type, rhs_type, output, arguments)] += 1
     return found
 
 
-def repeated(dot: Dot, times: int) -> tuple[jax.stages.Compiled, tuple[jax.Array, jax.Array]]:
-    """A compiled program that runs `dot` `times` times in an XLA loop, and its operands (ones).
+def repeated(
+    product: Product, times: int
+) -> tuple[jax.stages.Compiled, tuple[jax.Array, jax.Array]]:
+    """A compiled program that runs `product` `times` times in an XLA loop, and its operands.
 
-    The loop carries the lhs through an optimisation barrier together with the last product,
-    so each dot waits for the one before and XLA can neither hoist it out of the loop nor drop
-    repetitions. The program returns the last product.
+    The loop carries the lhs through an optimisation barrier together with the last result,
+    so each product waits for the one before and XLA can neither hoist it out of the loop nor
+    drop repetitions. The operands are ones; the program returns the last result.
     """
-    if unknown := {dot.lhs_type, dot.rhs_type} - set(_DTYPES):
-        raise ValueError(f"cannot time a dot of element type {sorted(unknown)}: {dot}")
-    lhs = jnp.ones(dot.lhs, _DTYPES[dot.lhs_type])
-    rhs = jnp.ones(dot.rhs, _DTYPES[dot.rhs_type])
-    numbers = ((dot.lhs_contracting, dot.rhs_contracting), (dot.lhs_batch, dot.rhs_batch))
+    if unknown := {product.lhs_type, product.rhs_type} - set(_DTYPES):
+        raise ValueError(f"cannot time a product of element type {sorted(unknown)}: {product}")
+    lhs = jnp.ones(product.lhs, _DTYPES[product.lhs_type])
+    rhs = jnp.ones(product.rhs, _DTYPES[product.rhs_type])
 
     def loop(lhs, rhs):
         def body(_, carry):
             operand, _ = lax.optimization_barrier(carry)
-            return operand, lax.dot_general(operand, rhs, numbers)
+            return operand, product.apply(operand, rhs)
 
-        first = lax.dot_general(lhs, rhs, numbers)
-        return lax.fori_loop(1, times, body, (lhs, first))[1]
+        return lax.fori_loop(1, times, body, (lhs, product.apply(lhs, rhs)))[1]
 
     return jax.jit(loop).lower(lhs, rhs).compile(), (lhs, rhs)
 
@@ -122,37 +167,38 @@ def repeated(dot: Dot, times: int) -> tuple[jax.stages.Compiled, tuple[jax.Array
 def measure(bench: StepSetup, reps: int, steps: int, repeats: int = 4) -> dict:
     """One `matmul_floor` line for `bench`.
 
-    The step's dots, `repeats` times over (each distinct dot alone, waited for before the
-    next), `steps` train steps, and the ceiling matmul are timed in turns, `reps` times.
+    The step's dots and convolutions, `repeats` times over (each distinct one alone, waited
+    for before the next), `steps` train steps, and the ceiling matmul are timed in turns, `reps`
+    times.
     """
-    counts = dots(bench.train_step.as_text())
+    counts = products(bench.train_step.as_text())
     if not counts:
-        raise ValueError(f"the {bench.name} train step's HLO has no dot to time")
-    loops = [repeated(dot, count * repeats) for dot, count in counts.items()]
+        raise ValueError(f"the {bench.name} train step's HLO has no dot or convolution to time")
+    loops = [repeated(product, count * repeats) for product, count in counts.items()]
 
-    def all_dots():
+    def all_products():
         for program, operands in loops:
             program(*operands).block_until_ready()
 
     ceiling, ceiling_flops = matmul(*CEILING)
     seconds = interleaved_medians(
-        {"dots": all_dots, "step": lambda: bench.run(steps), "ceiling": ceiling}, reps
+        {"products": all_products, "step": lambda: bench.run(steps), "ceiling": ceiling}, reps
     )
-    floor_s = seconds["dots"] / repeats
+    floor_s = seconds["products"] / repeats
     step_s = seconds["step"] / steps
     ceiling_flops_per_s = ceiling_flops / seconds["ceiling"]
-    dot_flops = sum(dot.flops * count for dot, count in counts.items())
+    product_flops = sum(product.flops * count for product, count in counts.items())
     step_flops = xla_flops(bench.train_step)
     return {
         "section": "matmul_floor",
         "task": bench.name,
-        "dots": sum(counts.values()),
-        "distinct_dots": len(counts),
-        "dot_share_of_flops": dot_flops / step_flops,
+        "products": sum(counts.values()),
+        "distinct": len(counts),
+        "share_of_flops": product_flops / step_flops,
         "floor_ms": 1e3 * floor_s,
         "step_ms": 1e3 * step_s,
         "floor_share_of_step": floor_s / step_s,
-        "dot_gflops_per_s": dot_flops / floor_s / 1e9,
+        "products_gflops_per_s": product_flops / floor_s / 1e9,
         "ceiling_gflops_per_s": ceiling_flops_per_s / 1e9,
         "mfu": step_flops / step_s / ceiling_flops_per_s,
         "mfu_bound": step_flops / floor_s / ceiling_flops_per_s,
