@@ -4,7 +4,7 @@
   python -m experiments.benchmark            # every task, more reps and lengths
   python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
 
-(`--quick` took 1.6-2.0 minutes of wall time alone on this 2-core machine.)
+(`--quick` took 1.6-2.1 minutes of wall time alone on this 2-core machine, by its load.)
 
 Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
 (`--results=PATH` elsewhere) with their tables, the goals and the command:
