@@ -62,8 +62,21 @@ class Product:
     output: tuple[int, ...]
     arguments: tuple
 
+    def operands(self) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+        """The lhs and rhs as shapes and dtypes.
+
+        Raises:
+          ValueError naming an element type this module cannot make arrays of.
+        """
+        if unknown := {self.lhs_type, self.rhs_type} - set(_DTYPES):
+            raise ValueError(f"cannot time a product of element type {sorted(unknown)}: {self}")
+        return (
+            jax.ShapeDtypeStruct(self.lhs, _DTYPES[self.lhs_type]),
+            jax.ShapeDtypeStruct(self.rhs, _DTYPES[self.rhs_type]),
+        )
+
     def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-        """The product of `lhs` and `rhs` (of the operands' shapes), computed as in the program."""
+        """The product of lhs [*self.lhs] and rhs [*self.rhs], as computed there: [*self.output]."""
         if self.kind == "dot":
             return lax.dot_general(lhs, rhs, self.arguments)
         return lax.conv_general_dilated(lhs, rhs, **dict(self.arguments))
@@ -75,11 +88,7 @@ class Product:
         2 m n k for a dot; for a convolution, 2 per multiply-add of a kernel tap that lands on
         the input (not on padding, nor on the holes of a dilated input).
         """
-        shapes = [
-            jax.ShapeDtypeStruct(shape, _DTYPES[kind])
-            for shape, kind in ((self.lhs, self.lhs_type), (self.rhs, self.rhs_type))
-        ]
-        return jax.jit(self.apply).lower(*shapes).cost_analysis()["flops"]
+        return jax.jit(self.apply).lower(*self.operands()).cost_analysis()["flops"]
 
 
 def _dims(line: str, name: str) -> tuple[int, ...]:
@@ -87,7 +96,7 @@ def _dims(line: str, name: str) -> tuple[int, ...]:
     return tuple(int(d) for d in match.group(1).split(",") if d) if match else ()
 
 
-def _window(line: str, field: str, spatial: int, default: int) -> tuple:
+def _window(line: str, field: str, spatial: int, default) -> tuple:
     match = re.search(rf"window=\{{[^}}]*\b{field}=([\dx_]+)", line)
     if not match:
         return (default,) * spatial
@@ -149,10 +158,7 @@ def repeated(
     so each product waits for the one before and XLA can neither hoist it out of the loop nor
     drop repetitions. The operands are ones; the program returns the last result.
     """
-    if unknown := {product.lhs_type, product.rhs_type} - set(_DTYPES):
-        raise ValueError(f"cannot time a product of element type {sorted(unknown)}: {product}")
-    lhs = jnp.ones(product.lhs, _DTYPES[product.lhs_type])
-    rhs = jnp.ones(product.rhs, _DTYPES[product.rhs_type])
+    lhs, rhs = (jnp.ones(spec.shape, spec.dtype) for spec in product.operands())
 
     def loop(lhs, rhs):
         def body(_, carry):
