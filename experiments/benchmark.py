@@ -4,7 +4,7 @@
   python -m experiments.benchmark            # every task, more reps and lengths
   python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
 
-(`--quick` took 1.6-2.1 minutes of wall time alone on this 2-core machine, by its load.)
+(`--quick` took 86 s of wall time alone on this 2-core machine on a quiet morning; more when busy.)
 
 Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
 (`--results=PATH` elsewhere) with their tables, the goals and the command:
@@ -51,8 +51,10 @@ class Plan:
       reps: repetitions of every timed measurement.
       steps: train steps per repetition (of the step alone, and fed each way by the pipeline).
       vilt_steps: train steps per repetition against ViLT (whose step takes seconds).
+      vilt_reps: repetitions against ViLT.
       tasks: the tasks whose train steps are measured.
       seq_lens: attention sequence lengths.
+      attention_seconds: seconds of calls of an attention implementation per repetition.
       pipeline_batches: batches per repetition of the pipeline alone.
       vilt_variants: our VQA variants timed against ViLT (name -> config overrides).
     """
@@ -60,8 +62,10 @@ class Plan:
     reps: int
     steps: int
     vilt_steps: int
+    vilt_reps: int
     tasks: tuple[str, ...]
     seq_lens: tuple[int, ...]
+    attention_seconds: float
     pipeline_batches: int
     vilt_variants: dict
 
@@ -74,13 +78,15 @@ SINGLE_STREAM = [
     "model.patch_kernel=0",
 ]
 PLANS = {
-    "quick": Plan(4, 16, 1, ("vqa",), (64, 256), 10, {"ours": []}),
+    "quick": Plan(4, 16, 1, 3, ("vqa",), (64, 256), 0.05, 10, {"ours": []}),
     "default": Plan(
         7,
         25,
         2,
+        7,
         tuple(train_steps.TASK_CONFIGS),
         (64, 256, 512),
+        0.1,
         20,
         {"ours": [], "ours_single_stream": SINGLE_STREAM},
     ),
@@ -169,14 +175,16 @@ def run(plan: Plan, full: bool, results: Results) -> None:
             name: train_steps.setup("vqa", overrides) if overrides else vqa
             for name, overrides in plan.vilt_variants.items()
         }
-        for line in vilt.measure(variants, plan.reps, plan.vilt_steps):
+        for line in vilt.measure(variants, plan.vilt_reps, plan.vilt_steps):
             emit(line)
         del variants
 
     for backward in (False, True):
         for seq_len in plan.seq_lens:
             for masked in (False, True):
-                emit(attention.measure(seq_len, masked, backward, plan.reps))
+                emit(
+                    attention.measure(seq_len, masked, backward, plan.reps, plan.attention_seconds)
+                )
 
     for name in plan.tasks:
         if name == "vqa":

@@ -55,10 +55,20 @@ def _repeated(fn, args, seconds: float = 0.1):
     return run, calls
 
 
-def measure(seq_len: int, masked: bool, backward: bool, reps: int, batch=8, heads=4, dim=16):
+def measure(
+    seq_len: int,
+    masked: bool,
+    backward: bool,
+    reps: int,
+    rep_seconds: float = 0.1,
+    batch=8,
+    heads=4,
+    dim=16,
+):
     """One `attention` line: milliseconds per call of each implementation, timed in turns.
 
-    The default [B, H, Dh] = [8, 4, 16] are the heads of the default VQA model (width 64).
+    Each of `reps` repetitions calls an implementation for about `rep_seconds`. The default
+    [B, H, Dh] = [8, 4, 16] are the heads of the default VQA model (width 64).
     """
     keys = jax.random.split(jax.random.key(seq_len), 3)
     q, k, v = (jax.random.normal(key, (batch, seq_len, heads, dim), jnp.float32) for key in keys)
@@ -69,7 +79,7 @@ def measure(seq_len: int, masked: bool, backward: bool, reps: int, batch=8, head
     candidates, calls = {}, {}
     for name, fn in IMPLEMENTATIONS.items():
         fn = jax.jit(_forward_backward(fn) if backward else fn)
-        candidates[name], calls[name] = _repeated(fn, (q, k, v, mask))
+        candidates[name], calls[name] = _repeated(fn, (q, k, v, mask), rep_seconds)
     seconds = interleaved_medians(candidates, reps, warmup=0)
     ms = {name: 1e3 * seconds[name] / calls[name] for name in candidates}
     return {

@@ -32,24 +32,14 @@ def _train_iterator(bench: StepSetup):
     )
 
 
-def _warm(bench: StepSetup, iterator) -> None:
-    """Runs `iterator` once over the training split, if the pipeline caches examples."""
-    if bench.config.data.get("cache_mb", 0) > 0:
-        for _ in range(len(bench.source) // bench.config.batch_size + 1):
-            next(iterator)
-
-
-def pipeline_examples_per_s(bench: StepSetup, batches: int, reps: int, warm: bool) -> float:
-    """Median examples/s of the train pipeline alone over `reps` runs of `batches` batches.
-
-    The first batches of a fresh iterator (thread start-up, prefetch) are not timed; with
-    `warm` neither is a first pass over the split (see the module docstring).
-    """
-    iterator = _train_iterator(bench)
-    for _ in range(3):
+def _finish_epoch(bench: StepSetup, iterator, batches_read: int) -> None:
+    """Reads on until `iterator` has passed over the whole training split once."""
+    for _ in range(len(bench.source) // bench.config.batch_size + 1 - batches_read):
         next(iterator)
-    if warm:
-        _warm(bench, iterator)
+
+
+def examples_per_s(bench: StepSetup, iterator, batches: int, reps: int) -> float:
+    """Median examples/s that `iterator` delivers over `reps` runs of `batches` batches."""
     rates = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -66,10 +56,13 @@ def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
     over 3 * `reps` pairs of turns of `steps` steps run as the trainer's loop runs them, the
     slowdown being the median of the pairs' ratios.
     """
-    first_epoch = pipeline_examples_per_s(bench, batches, reps, warm=False)
-    supply = pipeline_examples_per_s(bench, batches, reps, warm=True)
     iterator = _train_iterator(bench)
-    _warm(bench, iterator)
+    for _ in range(3):  # thread start-up and the first prefetch are not timed
+        next(iterator)
+    first_epoch = examples_per_s(bench, iterator, batches, reps)
+    if bench.config.data.get("cache_mb", 0) > 0:
+        _finish_epoch(bench, iterator, 3 + batches * reps)
+    supply = examples_per_s(bench, iterator, batches, reps)
 
     def next_batch():
         return sharding.step_batch(next(iterator), bench.mesh)  # as the trainer's loop does

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -180,7 +182,9 @@ def measure(bench: StepSetup, reps: int, steps: int, repeats: int = 4) -> dict:
     counts = products(bench.train_step.as_text())
     if not counts:
         raise ValueError(f"the {bench.name} train step's HLO has no dot or convolution to time")
-    loops = [repeated(product, count * repeats) for product, count in counts.items()]
+    # One compilation per distinct product: XLA compiles them side by side on all cores.
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        loops = list(pool.map(lambda item: repeated(item[0], item[1] * repeats), counts.items()))
 
     def all_products():
         for program, operands in loops:
