@@ -264,14 +264,21 @@ def sharded_runs(tmp_path_factory):
     return dict(np.load(out))
 
 
-def _compared(keys):
-    """The parameter names whose values two equal runs must share.
+def _assert_same_params(got: dict, want: dict, steps: int) -> None:
+    """Asserts that two runs of `steps` steps of the TINY config trained the same parameters.
 
-    Attention key biases are left out: their gradient is exactly zero (softmax ignores a shift
-    of all logits), so what Adam applies to them is its normalisation of float noise, up to the
-    learning rate a step, and differs between device layouts (by 1e-4 after 6 tiny steps).
+    Attention key biases get a gradient of exactly zero (softmax ignores a shift of all
+    logits), so what Adam applies to them is its normalisation of float noise, which differs
+    between device layouts (by 1e-4 after 6 tiny steps). They are held to what Adam can move
+    them: its bias-corrected update is at most about the learning rate a step.
     """
-    return [key for key in keys if not key.endswith("key/bias")]
+    lr = load_config(TINY, []).optim.lr
+    assert got.keys() == want.keys()
+    for key in got:
+        if key.endswith("key/bias"):
+            assert np.abs(got[key] - want[key]).max() <= 2 * steps * lr, key
+        else:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 @pytest.mark.slow  # the 8-device child run: about a minute
@@ -279,15 +286,11 @@ def _compared(keys):
 def test_eight_devices_give_the_one_device_losses_and_parameters(sharded_runs, name):
     runs = sharded_runs
     np.testing.assert_allclose(runs[f"{name}/losses"], runs["one/losses"], rtol=1e-5)
-    keys = [k.split("/params/")[1] for k in runs if k.startswith("one/params/")]
-    for key in _compared(keys):
-        np.testing.assert_allclose(
-            runs[f"{name}/params/{key}"],
-            runs[f"one/params/{key}"],
-            rtol=1e-4,
-            atol=1e-5,
-            err_msg=key,
-        )
+    params = {
+        run: {k.split("/params/")[1]: v for k, v in runs.items() if k.startswith(f"{run}/params/")}
+        for run in (name, "one")
+    }
+    _assert_same_params(params[name], params["one"], steps=len(runs["one/losses"]))
 
 
 @pytest.mark.slow
@@ -391,11 +394,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     step, multi = _final_params(str(tmp_path / "multi"))
     single_step, single_params = _final_params(str(tmp_path / "single"))
     assert step == single_step == 6
-    assert multi.keys() == single_params.keys()
-    for key in _compared(multi):
-        np.testing.assert_allclose(
-            multi[key], single_params[key], rtol=1e-4, atol=1e-5, err_msg=key
-        )
+    _assert_same_params(multi, single_params, steps=6)
 
 
 def test_microbatches_that_do_not_divide_the_batch_are_a_config_error(tmp_path):
