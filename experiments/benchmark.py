@@ -12,6 +12,7 @@ Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS
 1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
 2. train_step: each task's default config (`benchmarks/train_steps.py`);
    matmul_floor: each of those steps' own matmuls, alone (`benchmarks/matmul_floor.py`);
+   width_scaling: the VQA step at larger widths, not in --quick (`benchmarks/width_scaling.py`);
 3. attention: ours against jax.nn.dot_product_attention and einsums (`benchmarks/attention.py`);
 4. pipeline: grain's supply against the step's demand (`benchmarks/input_pipeline.py`);
 5. vilt: Hugging Face ViLT at the VQA model's shape (`benchmarks/vilt.py`; needs `.[bench]`);
@@ -38,6 +39,7 @@ from experiments.benchmarks import (
     timing,
     train_steps,
     vilt,
+    width_scaling,
 )
 
 RESULTS = os.path.join(os.path.dirname(__file__), "benchmarks", "RESULTS.md")
@@ -55,6 +57,7 @@ class Plan:
       tasks: the tasks whose train steps are measured.
       seq_lens: attention sequence lengths.
       attention_seconds: seconds of calls of an attention implementation per repetition.
+      widths: VQA model widths whose train step's utilisation is measured (none: skipped).
       pipeline_batches: batches per repetition of the pipeline alone.
       vilt_variants: our VQA variants timed against ViLT (name -> config overrides).
     """
@@ -66,6 +69,7 @@ class Plan:
     tasks: tuple[str, ...]
     seq_lens: tuple[int, ...]
     attention_seconds: float
+    widths: tuple[int, ...]
     pipeline_batches: int
     vilt_variants: dict
 
@@ -78,17 +82,29 @@ SINGLE_STREAM = [
     "model.patch_kernel=0",
 ]
 PLANS = {
-    "quick": Plan(4, 16, 1, 3, ("vqa",), (64, 256), 0.05, 10, {"ours": []}),
+    "quick": Plan(
+        reps=4,
+        steps=16,
+        vilt_steps=1,
+        vilt_reps=3,
+        tasks=("vqa",),
+        seq_lens=(64, 256),
+        attention_seconds=0.05,
+        widths=(),
+        pipeline_batches=10,
+        vilt_variants={"ours": []},
+    ),
     "default": Plan(
-        7,
-        25,
-        2,
-        7,
-        tuple(train_steps.TASK_CONFIGS),
-        (64, 256, 512),
-        0.1,
-        20,
-        {"ours": [], "ours_single_stream": SINGLE_STREAM},
+        reps=7,
+        steps=25,
+        vilt_steps=2,
+        vilt_reps=7,
+        tasks=tuple(train_steps.TASK_CONFIGS),
+        seq_lens=(64, 256, 512),
+        attention_seconds=0.1,
+        widths=(64, 128, 256, 512),
+        pipeline_batches=20,
+        vilt_variants={"ours": [], "ours_single_stream": SINGLE_STREAM},
     ),
 }
 
@@ -103,6 +119,7 @@ NOTES = {
     "`of ceiling` is the achieved FLOP/s over the 2048^2 matmul's, the two timed in turns so "
     "that both see the same load (model FLOPs utilisation).",
     "matmul_floor": matmul_floor.__doc__.strip().split("\n\n")[1].replace("\n", " "),
+    "width_scaling": width_scaling.__doc__.strip().split("\n\n")[1].replace("\n", " "),
     "attention": attention.__doc__.strip().split("\n\n")[1].replace("\n", " ")
     + " Batch and heads are the default VQA model's ([8, L, 4, 16]). `speed vs jax.nn` above 1 "
     "means ours is faster. Without dropout or returned weights ours calls "
@@ -193,6 +210,12 @@ def run(plan: Plan, full: bool, results: Results) -> None:
         emit(train_steps.measure(bench, plan.reps, plan.steps))
         emit(matmul_floor.measure(bench, plan.reps, plan.steps))
         emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
+        del bench
+
+    for width in plan.widths:
+        default = width == vqa.config.model.width
+        bench = vqa if default else train_steps.setup("vqa", width_scaling.overrides(width))
+        emit(width_scaling.measure(bench, plan.reps))
         del bench
 
     if full:
