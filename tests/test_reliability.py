@@ -23,7 +23,7 @@ from mmjax.train.checkpoints import Checkpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 60
-CHECKPOINT_EVERY = 5
+CHECKPOINT_EVERY = 10
 
 
 def _command(workdir, data_dir, *overrides):
