@@ -21,8 +21,8 @@ def overrides(width: int) -> list[str]:
 def measure(bench: train_steps.StepSetup, reps: int) -> dict:
     """One `width_scaling` line: `bench`'s step time, FLOPs and utilisation, with its width.
 
-    Each of `reps` repetitions runs as many steps as a default-width repetition of 16 steps
-    holds matmul work for, at least 2.
+    Each of `reps` repetitions runs 16 steps at width 64 and fewer as the model widens
+    (16 x 64 / width, at least 2), so that no width takes long.
     """
     model = bench.config.model
     steps = max(2, 16 * 64 // model.width)
