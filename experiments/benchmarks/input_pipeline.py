@@ -57,11 +57,12 @@ def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
     slowdown being the median of the pairs' ratios.
     """
     iterator = _train_iterator(bench)
-    for _ in range(3):  # thread start-up and the first prefetch are not timed
+    untimed = 3  # thread start-up and the first prefetch
+    for _ in range(untimed):
         next(iterator)
     first_epoch = examples_per_s(bench, iterator, batches, reps)
     if bench.config.data.get("cache_mb", 0) > 0:
-        _finish_epoch(bench, iterator, 3 + batches * reps)
+        _finish_epoch(bench, iterator, untimed + batches * reps)
     supply = examples_per_s(bench, iterator, batches, reps)
 
     def next_batch():

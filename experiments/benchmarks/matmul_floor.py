@@ -90,12 +90,17 @@ class Product:
         2 m n k for a dot; for a convolution, 2 per multiply-add of a kernel tap that lands on
         the input (not on padding, nor on the holes of a dilated input).
         """
-        return jax.jit(self.apply).lower(*self.operands()).cost_analysis()["flops"]
+        return xla_flops(jax.jit(self.apply).lower(*self.operands()))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """The integers of an HLO dimension list: '8,64' -> (8, 64), '' -> ()."""
+    return tuple(int(d) for d in text.split(",") if d)
 
 
 def _dims(line: str, name: str) -> tuple[int, ...]:
     match = re.search(name + r"=\{([\d,]*)\}", line)
-    return tuple(int(d) for d in match.group(1).split(",") if d) if match else ()
+    return _ints(match.group(1)) if match else ()
 
 
 def _window(line: str, field: str, spatial: int, default) -> tuple:
@@ -129,15 +134,12 @@ def _convolution_arguments(line: str, spatial: int) -> tuple:
 
 def products(hlo_text: str) -> collections.Counter[Product]:
     """The dots and convolutions of an HLO module's text (`compiled.as_text()`), with counts."""
-    shapes = {
-        m.group(1): (m.group(2), tuple(int(d) for d in m.group(3).split(",") if d))
-        for m in _DEFINITION.finditer(hlo_text)
-    }
+    shapes = {m.group(1): (m.group(2), _ints(m.group(3))) for m in _DEFINITION.finditer(hlo_text)}
     found = collections.Counter()
     for line in hlo_text.splitlines():
         if not (match := _PRODUCT.search(line)):
             continue
-        output = tuple(int(d) for d in match.group(1).split(",") if d)
+        output = _ints(match.group(1))
         kind = match.group(2)
         (lhs_type, lhs), (rhs_type, rhs) = shapes[match.group(3)], shapes[match.group(4)]
         if kind == "dot":

@@ -68,7 +68,7 @@ def paired_ratio(
 
 
 def xla_flops(compiled) -> float:
-    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`).
+    """FLOPs of one call of a lowered or compiled program (`jax.jit(f).lower(...)[.compile()]`).
 
     From XLA's cost analysis, so it counts what XLA counts: 2 m n k per matmul, plus the
     elementwise and reduction operations.

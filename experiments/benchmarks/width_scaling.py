@@ -18,23 +18,19 @@ def overrides(width: int) -> list[str]:
     return [f"model.width={width}", f"model.mlp_dim={4 * width}"]
 
 
+def line(step_line: dict, model) -> dict:
+    """A `width_scaling` line from the `train_step` line of a VQA step of `model` (config.model).
+
+    The step's time, FLOPs and utilisation, with the model's width and MLP width.
+    """
+    return dict(step_line, section="width_scaling", width=model.width, mlp_dim=model.mlp_dim)
+
+
 def measure(bench: train_steps.StepSetup, reps: int) -> dict:
     """One `width_scaling` line: `bench`'s step time, FLOPs and utilisation, with its width.
 
     Each of `reps` repetitions runs 16 steps at width 64 and fewer as the model widens
     (16 x 64 / width, at least 2), so that no width takes long.
     """
-    model = bench.config.model
-    steps = max(2, 16 * 64 // model.width)
-    line = train_steps.measure(bench, reps, steps)
-    return {
-        "section": "width_scaling",
-        "width": model.width,
-        "mlp_dim": model.mlp_dim,
-        "parameters": line["parameters"],
-        "step_ms": line["step_ms"],
-        "gflop_per_step": line["gflop_per_step"],
-        "gflops_per_s": line["gflops_per_s"],
-        "ceiling_gflops_per_s": line["ceiling_gflops_per_s"],
-        "mfu": line["mfu"],
-    }
+    steps = max(2, 16 * 64 // bench.config.model.width)
+    return line(train_steps.measure(bench, reps, steps), bench.config.model)
