@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -126,6 +127,19 @@ def test_render_tables_and_goals():
     assert (
         "**Incomplete**: the run was still going, or was stopped, after 2 measurements" in partial
     )
+
+
+def test_width_scaling_line_is_the_step_line_with_its_width():
+    from experiments.benchmarks import width_scaling
+
+    model = types.SimpleNamespace(width=128, mlp_dim=512)
+    line = width_scaling.line(LINES[1], model)
+    assert line["section"] == "width_scaling" and (line["width"], line["mlp_dim"]) == (128, 512)
+    assert line["mfu"] == LINES[1]["mfu"] and report.missing_fields(line) == []
+    assert width_scaling.overrides(128) == ["model.width=128", "model.mlp_dim=512"]
+    text = report.render([line], "cmd", "machine", {})
+    assert "| 128 | 512 | 160,674 | 50.0 | 0.96 | 19.2 | 68.6 | 28.0% |" in text
+    assert "28.0% at width 128" in text  # the MFU goal row names the widest model measured
 
 
 def test_line_missing_a_field_is_refused_by_name():
