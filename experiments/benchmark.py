@@ -6,7 +6,7 @@
 
 (`--quick` took 86 s of wall time alone on this 2-core machine on a quiet morning; more when busy.)
 
-Prints one JSON line per measurement and rewrites experiments/benchmarks/RESULTS.md
+Prints one JSON line per measurement and rewrites results/benchmarks.md
 (`--results=PATH` elsewhere) with their tables, the goals and the command:
 
 1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
@@ -42,7 +42,9 @@ from experiments.benchmarks import (
     width_scaling,
 )
 
-RESULTS = os.path.join(os.path.dirname(__file__), "benchmarks", "RESULTS.md")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "benchmarks.md"
+)
 
 
 @dataclasses.dataclass(frozen=True)

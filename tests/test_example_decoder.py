@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mmjax.data import sort_of_clevr_tfds as soc_tfds
 from mmjax.data.example_decoder import ExampleDecoder
+from mmjax.projects.sort_of_clevr import tfds_builder as soc_tfds
 
 
 def assert_same(ours, theirs, where=""):

@@ -416,7 +416,7 @@ def test_vqa_transformer_lookup_bias_starts_as_the_plain_model():
 
 @pytest.mark.parametrize("vocab", [6, 12])  # looks per vocabulary entry / per question token
 def test_word_pointer_matches_a_per_word_computation(vocab):
-    from mmjax.models.pointer import WordPointer
+    from mmjax.projects.sort_of_clevr.pointer import WordPointer
 
     h, dh, n = 2, 4, 5
     questions = np.array([[[3, 5, 4, 0], [4, 5, 3, 1]], [[2, 0, 0, 0], [0, 0, 0, 0]]])

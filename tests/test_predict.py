@@ -13,8 +13,9 @@ from PIL import Image
 
 from mmjax import predict, tasks
 from mmjax.config_loader import load_config
-from mmjax.data import pipeline, sort_of_clevr, sources
+from mmjax.data import pipeline, sources
 from mmjax.interpret.overlay import overlay
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 from mmjax.train.checkpoints import Checkpointer, CheckpointError, restore_params
 from mmjax.train.optimizer import make_optimizer
 from mmjax.train.trainer import init_train_state

@@ -11,13 +11,15 @@ import pytest
 
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
-from mmjax.data import sort_of_clevr
 from mmjax.data.errors import DataError
-from mmjax.models.relation import PairDense, QuestionOnlyMLP, RelationNetwork
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
+from mmjax.projects.sort_of_clevr.relation import PairDense, QuestionOnlyMLP, RelationNetwork
 from mmjax.tasks import build_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "vqa_relation_network.py")
+CONFIG = os.path.join(
+    ROOT, "mmjax", "projects", "sort_of_clevr", "configs", "vqa_relation_network.py"
+)
 
 
 def _task(model, *overrides):

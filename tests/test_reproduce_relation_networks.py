@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from experiments import relation_networks_report as report
-from experiments import reproduce_relation_networks as reproduce
+from mmjax.projects.sort_of_clevr import relation_networks_report as report
+from mmjax.projects.sort_of_clevr import reproduce_relation_networks as reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "size=tiny,num_train=64,num_test=16"
@@ -131,7 +131,9 @@ def test_real_tiny_reproduction_runs_resumes_and_extends(tmp_path):
 def test_the_config_sweeps_the_papers_models():
     from mmjax import sweeps
 
-    config = os.path.join(ROOT, "configs", "vqa_relation_network.py")
+    config = os.path.join(
+        ROOT, "mmjax", "projects", "sort_of_clevr", "configs", "vqa_relation_network.py"
+    )
     trials = sweeps.load_sweep(f"{config}:size=tiny", "model=cnn_mlp/relation_network,lr=1e-4")
     assert [t.name for t in trials] == [
         "model=cnn_mlp,lr=0.0001",

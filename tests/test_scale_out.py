@@ -21,8 +21,8 @@ import pytest
 
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
-from mmjax.data import sort_of_clevr
 from mmjax.models import partitioning
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 from mmjax.tasks import build_task
 from mmjax.train import sharding
 from mmjax.train.optimizer import learning_rate_schedule, make_optimizer

@@ -3,9 +3,9 @@ and a wrong shape or place is caught."""
 
 import numpy as np
 
-from mmjax.data import sort_of_clevr
 from mmjax.data.tokenizer import WordTokenizer
-from mmjax.evaluators.scene_captions import SceneCaptionEvaluator, scene_caption_scores
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
+from mmjax.projects.sort_of_clevr.scene_captions import SceneCaptionEvaluator, scene_caption_scores
 
 
 def _scene(seed):

@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from mmjax.data import sort_of_clevr as soc
-from mmjax.data import sort_of_clevr_tfds as soc_tfds
+from mmjax.projects.sort_of_clevr import scenes as soc
+from mmjax.projects.sort_of_clevr import tfds_builder as soc_tfds
 
 S = 75
 RGB = {

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from mmjax.data import sort_of_clevr as soc
 from mmjax.data.tokenizer import (
     BOS,
     EOS,
@@ -15,6 +14,7 @@ from mmjax.data.tokenizer import (
     sort_of_clevr_question_tokenizer,
     split_words,
 )
+from mmjax.projects.sort_of_clevr import scenes as soc
 
 TEXTS = ["What is the shape of the red object?", "a red square, a blue circle."]
 

@@ -268,7 +268,7 @@ def sort_of_clevr_eval(batch_size: int, every: int) -> dict:
     first three) and relational (the last three) groups, on batches of `batch_size` images,
     every `every` steps.
     """
-    from mmjax.data.sort_of_clevr import SUBTYPES
+    from mmjax.projects.sort_of_clevr.scenes import SUBTYPES
 
     return dict(
         type="classification",

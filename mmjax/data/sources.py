@@ -49,7 +49,7 @@ def prepare(data_config) -> None:
         dataset_dir(data_config.name, data_config.data_dir)
         return
     if data_config.build_if_missing:
-        from mmjax.data.sort_of_clevr_tfds import build_sort_of_clevr
+        from mmjax.projects.sort_of_clevr.tfds_builder import build_sort_of_clevr
 
         data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
         os.makedirs(data_dir, exist_ok=True)
@@ -74,7 +74,7 @@ def get_source(data_config, split: str, images: bool = True):
     images=False may leave the images out of the records, for reading only their text (a
     vocabulary, a baseline): catalog and custom datasets then skip decoding them.
     """
-    from mmjax.data.sort_of_clevr_tfds import load_sort_of_clevr
+    from mmjax.projects.sort_of_clevr.tfds_builder import load_sort_of_clevr
 
     data_dir = os.path.abspath(os.path.expanduser(data_config.data_dir))
     if data_config.name != "sort_of_clevr":

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import sentencepiece as spm
 
-from mmjax.data import sort_of_clevr
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")

@@ -8,7 +8,7 @@ from mmjax.evaluators.captioning import CaptionEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator
 from mmjax.evaluators.reconstruction import LinearProbeEvaluator, ReconstructionEvaluator
 from mmjax.evaluators.retrieval import RetrievalEvaluator
-from mmjax.evaluators.scene_captions import SceneCaptionEvaluator
+from mmjax.projects.sort_of_clevr.scene_captions import SceneCaptionEvaluator
 
 EVALUATORS = {
     "captioning": CaptionEvaluator,

@@ -11,10 +11,10 @@ from mmjax.models.attention import padding_mask
 from mmjax.models.fusion import MultimodalEncoder
 from mmjax.models.image import patch_positions
 from mmjax.models.partitioning import constrain
-from mmjax.models.pointer import WordPointer
 from mmjax.models.stems import image_stem
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import Encoder
+from mmjax.projects.sort_of_clevr.pointer import WordPointer
 
 Array = jax.Array
 DType = Any
@@ -272,6 +272,6 @@ class VQATransformer(nn.Module):
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
         x = dropout(x, deterministic=not train)
         # A zero-initialised output layer (uniform answers at step 0) held the model at the
-        # question-only baseline much longer in the probes of experiments/vqa_readout_probe.py.
+        # question-only baseline much longer in the probes of mmjax.projects.sort_of_clevr.probes.vqa_readout_probe.
         logits = nn.Dense(self.num_answers, name="head_out", **kw)(x)
         return logits.astype(jnp.float32), {**intermediates, "pre_logits": pre_logits}

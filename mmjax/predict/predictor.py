@@ -16,11 +16,11 @@ import os
 import jax
 import numpy as np
 
-from mmjax.data import sort_of_clevr
 from mmjax.data.tokenizer import BOS, EOS, UNK, WordTokenizer, split_words
 from mmjax.predict.errors import InputError
 from mmjax.predict.images import check_image, read_image
 from mmjax.predict.run import LoadedRun, load_run
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,12 +32,13 @@ import numpy as np
 import optax
 
 from mmjax.config_utils import ConfigError
-from mmjax.data import sort_of_clevr, sources
+from mmjax.data import sources
 from mmjax.data.answers import AnswerVocabulary
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import BOS, EOS, sort_of_clevr_question_tokenizer
-from mmjax.models import relation
 from mmjax.models.vqa import VQATransformer
+from mmjax.projects.sort_of_clevr import relation
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 ANSWERS_FILE = "answers.json"
 

@@ -4,7 +4,7 @@ Builds the abstract train state of a config (no arrays are allocated) on a mesh 
 devices and prints one JSON line with the bytes on the most loaded device under each layout,
 read from the arrays' shardings.
 
-  python experiments/sharding_memory.py [--config=configs/vqa_transformer.py] [--devices=8]
+  python experiments/probes/sharding_memory.py [--config=configs/vqa_transformer.py] [--devices=8]
 """
 
 import os
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from mmjax import tasks  # noqa: E402
 from mmjax.config_loader import load_config  # noqa: E402
-from mmjax.data import sort_of_clevr  # noqa: E402
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr  # noqa: E402
 from mmjax.train import sharding  # noqa: E402
 from mmjax.train.optimizer import make_optimizer  # noqa: E402
 from mmjax.train.trainer import init_train_state, state_bytes  # noqa: E402

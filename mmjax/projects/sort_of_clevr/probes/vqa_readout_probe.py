@@ -6,8 +6,8 @@ feeds the structured question (colour and subtype one-hot) or the question's wor
 prints one JSON line of test accuracy (non-relational, relational, per subtype) every
 `--every` steps.
 
-  python -m experiments.vqa_readout_probe --readout=gated --steps=1500
-  python -m experiments.vqa_readout_probe --readout=summed --features=oracle
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=gated --steps=1500
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=summed --features=oracle
 
 Readouts over the 5x5 grid of cells ([B, 25, C] features):
   summed: relu MLP of (cell + question), summed over cells (a relation network over single
@@ -33,12 +33,12 @@ accuracy at steps 500, 750, 1,000): gated-patch 75 / 48, 87 / 54, 92 / 53 (shape
 against gated-conv 53 / 48, 56 / 49, 56 / 44 (shape at chance throughout). gated-patch with
 words instead of the code reaches 87 / 54 at 750 too. Relational stays low: the summed readout
 cannot compare two objects, and count never leaves the majority answer by 1,000 steps.
-  python -m experiments.vqa_readout_probe --readout=gated --features=patch --steps=1000
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=gated --features=patch --steps=1000
 
 `--readout=model` trains the VQA transformer of configs/vqa_transformer.py (default size) on
 the question's words instead, with `--model` (JSON) overriding its config.model entries; the
 README's VQA ablations were measured so, 4,000 steps each, with `"head_dim": 128`:
-  python -m experiments.vqa_readout_probe --readout=model --steps=4000 --every=1000 \
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=model --steps=4000 --every=1000 \
       --model='{"patch_kernel": 0, "depth": 4}'
 """
 
@@ -58,10 +58,11 @@ import optax
 from absl import app, flags
 
 from mmjax.config_loader import load_config_file
-from mmjax.data import sort_of_clevr, sources
 from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.image import append_coordinates, normalize_images
 from mmjax.models.vqa import VQATransformer
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
+from mmjax.projects.sort_of_clevr import sources
 
 flags.DEFINE_enum(
     "readout", "gated", ["summed", "gated", "flat", "model"], "How cells meet the question."

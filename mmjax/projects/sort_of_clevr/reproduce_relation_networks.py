@@ -1,8 +1,8 @@
 r"""Reproduces Santoro et al. 2017 on Sort-of-CLEVR: RN, CNN+MLP, question-only, transformer.
 
-  python -m experiments.reproduce_relation_networks --workdir=runs/relation_networks \
+  python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks --workdir=runs/relation_networks \
       [--epochs=relation_network=10,cnn_mlp=40] [--g_width=64] [--models=cnn_mlp,...] \
-      [--parallel=1] [--out=experiments/results/relation_networks] [--dry_run] [--report] \
+      [--parallel=1] [--out=mmjax/projects/sort_of_clevr/results/relation_networks] [--dry_run] [--report] \
       [--config_args=num_train=...] [--config.a.b=value ...]
 
 Each model runs as its own `python -m mmjax.main` process in `workdir/<run>` (the RN's run
@@ -14,7 +14,7 @@ checkpoints. A larger `--epochs` budget later continues a finished run from wher
 same run as one started with the larger budget; the transformer's cosine schedule is not).
 
 At the end (and with `--report` alone) it writes `--out`/results.json, results.md and
-curves.png from the runs' metrics.jsonl (see experiments/relation_networks_report.py).
+curves.png from the runs' metrics.jsonl (see mmjax.projects.sort_of_clevr.relation_networks_report).
 
 `--epochs` sets a budget per model (epochs of 9,800 images); the defaults below are sized for
 this 2-core CPU, not the paper's 20 (RN) and 100 (CNN+MLP) epochs. `--config_args` go to
@@ -30,13 +30,14 @@ import os
 import shlex
 import sys
 
-from experiments import relation_networks_report as report
 from experiments import sweep
 from mmjax import sweeps
 from mmjax.config_utils import ConfigError
+from mmjax.projects.sort_of_clevr import relation_networks_report as report
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RN_CONFIG = os.path.join(ROOT, "configs", "vqa_relation_network.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+RN_CONFIG = os.path.join(HERE, "configs", "vqa_relation_network.py")
 TRANSFORMER_CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
 MODELS = ("question_only", "cnn_mlp", "relation_network", "transformer")
 # Budgets for this 2-core CPU (epochs); None: the config's own (the transformer's 12,000 steps
@@ -50,11 +51,12 @@ def parse_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(flags, overrides for every run): --config.a.b=value arguments are the latter."""
     common = [a[len("--config.") :] for a in argv if a.startswith("--config.")]
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.reproduce_relation_networks", allow_abbrev=False
+        prog="python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks",
+        allow_abbrev=False,
     )
     add = parser.add_argument
     add("--workdir", default="runs/relation_networks", help="one run directory per model")
-    add("--out", default=os.path.join(ROOT, "experiments", "results", "relation_networks"))
+    add("--out", default=os.path.join(HERE, "results", "relation_networks"))
     add("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     add("--epochs", default="", help="budgets, e.g. relation_network=4,cnn_mlp=20")
     # 64, not the paper's 256: a step costs 0.85 s instead of 5.4 s here (shared, under load),
@@ -198,7 +200,9 @@ def write_report(flags, common, jobs, argv) -> list[str]:
         label, differs = describe(model, summary)
         runs.append(dict(name=name, label=label, differs=differs, **summary))
     meta = dict(
-        command=shlex.join(["python", "-m", "experiments.reproduce_relation_networks", *argv]),
+        command=shlex.join(
+            ["python", "-m", "mmjax.projects.sort_of_clevr.reproduce_relation_networks", *argv]
+        ),
         num_train=data.num_train,
         num_test=data.num_test,
         budgets={m: flags.budgets[m] for m in flags.models},

@@ -1,6 +1,6 @@
 r"""Seconds per training step of the Relation Network on this machine, by variant.
 
-  python -m experiments.relation_network_speed [--variants=256,f,float32/256,d,float32/...]
+  python -m mmjax.projects.sort_of_clevr.probes.relation_network_speed [--variants=256,f,float32/256,d,float32/...]
       [--images=4] [--steps=5]
 
 A variant is `g_width,f|d,dtype`: g's width, its first layer factorised (f) or the direct
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmjax.models.relation import RelationNetwork
+from mmjax.projects.sort_of_clevr.relation import RelationNetwork
 
 DEFAULT = "256,f,float32/256,d,float32/128,f,float32/64,f,float32/256,f,bfloat16"
 
@@ -56,7 +56,9 @@ def step_seconds(g_width: int, factorised: bool, dtype, images: int, steps: int)
 
 def main() -> None:
     """Parses the flags and prints each variant's seconds per step."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.relation_network_speed")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmjax.projects.sort_of_clevr.probes.relation_network_speed"
+    )
     parser.add_argument("--variants", default=DEFAULT, help="'/'-separated g_width,f|d,dtype")
     parser.add_argument("--images", type=int, default=4, help="images per step (x 20 questions)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")

@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from mmjax.data import sort_of_clevr as soc
 from mmjax.data.example_decoder import DecodedSource, ExampleDecoder
+from mmjax.projects.sort_of_clevr import scenes as soc
 
 _DESCRIPTION = """Sort-of-CLEVR (Santoro et al. 2017): 75x75 scenes of six colored squares and
 circles, 20 relational and non-relational questions each, and reference captions. Generated
-locally from a seed by mmjax.data.sort_of_clevr."""
+locally from a seed by mmjax.projects.sort_of_clevr.scenes."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -190,7 +190,7 @@ def load_sort_of_clevr(
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"Sort-of-CLEVR ({builder.builder_config.name}) is not built in {builder.data_dir}; "
-            "run mmjax.data.sort_of_clevr_tfds.build_sort_of_clevr first"
+            "run mmjax.projects.sort_of_clevr.tfds_builder.build_sort_of_clevr first"
         )
     raw = builder.as_data_source(deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
     return DecodedSource(raw[split], ExampleDecoder(builder.info.features))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from mmjax.data import sort_of_clevr
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 _POSITION = r"(?:top|middle|bottom) (?:left|center|right)|center"
 _MENTION = {

@@ -1,6 +1,6 @@
 r"""Write a folder of images and a JSONL file, as a user's own data would come, for the tutorial.
 
-  python -m experiments.make_image_folder --output=my_photos --num_images=1000 [--questions]
+  python -m mmjax.projects.sort_of_clevr.make_image_folder --output=my_photos --num_images=1000 [--questions]
 
 Writes my_photos/images/scene_<i>.png (Sort-of-CLEVR scenes, 75x75 PNG) and
 my_photos/data.jsonl: one line per image with its 5 captions, and with --questions also one line
@@ -16,7 +16,7 @@ import os
 import PIL.Image
 from absl import app, flags
 
-from mmjax.data import sort_of_clevr
+from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 flags.DEFINE_string("output", None, "Folder to create (images/ and data.jsonl inside).")
 flags.DEFINE_integer("num_images", 1000, "Number of scenes.")
