@@ -33,7 +33,8 @@ Results (default size, this shared 2-core CPU): see the README's autoencoder sec
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg, require, set_training_defaults
-from mmjax.data.catalog import data_config
+from mmjax.data.catalog import data_config, evals_config
+from mmjax.projects.sort_of_clevr.dataset import data_entries
 
 SIZES = {
     "tiny": dict(
@@ -80,8 +81,7 @@ def get_config(arg=None):
         "sort_of_clevr",
         "",
         75,
-        arg.num_train,
-        arg.num_test,
+        **data_entries(num_train=arg.num_train, num_test=arg.num_test),
         # The fourth caption lists the objects left to right, so the image determines it; the
         # others list them in a random order. It is always 23 words: 25 tokens with BOS, EOS.
         caption_index=3,
@@ -128,12 +128,9 @@ def get_config(arg=None):
     config.batch_size = size["batch"]
     set_training_defaults(config, steps, lr=2e-3)
 
-    config.evals = ml_collections.ConfigDict()
-    config.evals.test = dict(
+    evaluator = dict(
         type="reconstruction",
-        split="test",
         batch_size=50 if arg.size == "default" else 4,
-        every=max(1, steps // 4),
         grid_examples=8,
         grid_scale=2,
         # CIDEr-D etc. of the text generated from the image alone. These texts are lower-case
@@ -141,13 +138,14 @@ def get_config(arg=None):
         # without Java, METEOR is left out (and its start-up, 10-20 s per evaluation here).
         java=False,
     )
+    config.evals = evals_config("sort_of_clevr", evaluator, every=max(1, steps // 4))
     # The probe runs once, after the last step (its predictions are the same; only the
     # representation is scored). Labels: shape, left, top of each colour's object.
     config.evals.probe = dict(
         type="linear_probe",
         split="test",
         batch_size=50 if arg.size == "default" else 4,
-        every=steps,
+        every=0,
         label_key="probe_labels",
         groups={"shape": list(range(0, 6)), "left": list(range(6, 12)), "top": list(range(12, 18))},
         folds=5,

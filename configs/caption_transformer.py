@@ -28,7 +28,8 @@ Results (default size, this 2-core CPU): see the README's captioning table.
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg, set_training_defaults
-from mmjax.data.catalog import EVAL_SPLITS, data_config
+from mmjax.data.catalog import data_config, evals_config
+from mmjax.projects.sort_of_clevr.dataset import data_entries
 
 SIZES = {
     "tiny": dict(width=32, enc=1, dec=1, heads=2, mlp=64, steps=20, batch=4, resnet="resnet_tiny"),
@@ -61,12 +62,12 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "captioning"
 
+    sizes = data_entries(num_train=arg.num_train, num_test=arg.num_test) if sort_of_clevr else {}
     config.data = data_config(
         arg.dataset,
         arg.data_dir,
         arg.image_size,
-        arg.num_train,
-        arg.num_test,
+        **sizes,
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         caption_text_bytes=320,  # reference text kept as bytes for the metrics
         captions_per_image=5,  # the first 5 of each image's captions (Sort-of-CLEVR has 5)
@@ -86,6 +87,7 @@ def get_config(arg=None):
         patch_size=5,
         patch_kernel=15,
         keep_tokens=64 if sort_of_clevr and stem == "patch" else 0,
+        token_selector="salient_patches" if sort_of_clevr else "",
         conv_channels=(32, 64, 64, 64),  # 75 -> 38 -> 19 -> 10 -> 5: 25 image tokens
         resnet=size["resnet"],
         posemb="sincos2d",
@@ -110,15 +112,9 @@ def get_config(arg=None):
     config.batch_size = size["batch"]  # images per step, each with its 5 captions
     set_training_defaults(config, steps, lr=1e-3)
 
-    config.evals = ml_collections.ConfigDict()
-    config.evals.test = dict(
-        type="captioning",
-        split=EVAL_SPLITS[arg.dataset],
-        batch_size=50,
-        every=max(1, steps // 3),
-        reference_key="references",
-    )
+    evaluator = dict(type="captioning", batch_size=50, reference_key="references")
+    config.evals = evals_config(arg.dataset, evaluator, every=max(1, steps // 3))
     if sort_of_clevr:
         # Does the caption name each object's shape and place? (Sort-of-CLEVR scenes only.)
-        config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=steps)
+        config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=0)
     return config

@@ -38,8 +38,9 @@ scenes that differ only in shapes. Shorter runs (600 steps, i2t / t2i R@1): lr 1
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg, set_training_defaults
-from mmjax.data.catalog import EVAL_SPLITS, data_config
+from mmjax.data.catalog import data_config, evals_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
+from mmjax.projects.sort_of_clevr.dataset import data_entries
 
 SIZES = {
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, embed=32, steps=20, batch=8),
@@ -68,12 +69,13 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "retrieval"
 
+    sort_of_clevr = arg.dataset == "sort_of_clevr"
+    sizes = data_entries(num_train=arg.num_train, num_test=arg.num_test) if sort_of_clevr else {}
     config.data = data_config(
         arg.dataset,
         arg.data_dir,
         arg.image_size,
-        arg.num_train,
-        arg.num_test,
+        **sizes,
         max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 60 words)
         captions_per_image=5,
     )
@@ -105,12 +107,6 @@ def get_config(arg=None):
     config.batch_size = size["batch"]  # images per step, each with one of its captions
     set_training_defaults(config, steps, lr=2e-3)
 
-    config.evals = ml_collections.ConfigDict()
-    config.evals.test = dict(
-        type="retrieval",
-        split=EVAL_SPLITS[arg.dataset],
-        batch_size=50,
-        every=max(1, steps // 5),
-        ks=(1, 5, 10),
-    )
+    evaluator = dict(type="retrieval", batch_size=50, ks=(1, 5, 10))
+    config.evals = evals_config(arg.dataset, evaluator, every=max(1, steps // 5))
     return config

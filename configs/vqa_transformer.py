@@ -30,7 +30,9 @@ Results (default size, this 2-core CPU): see the README's results table.
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg, set_training_defaults
-from mmjax.data.catalog import EVAL_SPLITS, data_config, sort_of_clevr_eval
+from mmjax.data.catalog import data_config, evals_config
+from mmjax.projects.sort_of_clevr.dataset import data_entries
+from mmjax.projects.sort_of_clevr.evals import answer_evals
 
 SIZES = {
     "tiny": dict(width=32, depth=1, num_heads=2, mlp_dim=64, steps=20, batch=4),
@@ -60,12 +62,12 @@ def get_config(arg=None):
     config.seed = 0
     config.task = "vqa"
 
+    sizes = {} if free_text else data_entries(num_train=arg.num_train, num_test=arg.num_test)
     config.data = data_config(
         arg.dataset,
         arg.data_dir,
         arg.image_size,
-        arg.num_train,
-        arg.num_test,
+        **sizes,
         # CLEVR's longest question has 43 words; Sort-of-CLEVR's 11.
         max_question_len=48 if free_text else 16,
         # One reader thread: with two, competing with XLA's for this CPU's two cores, the
@@ -78,8 +80,9 @@ def get_config(arg=None):
             questions_per_image=10,  # CLEVR has 10 per image (a few have fewer)
             max_answers=1000,  # the most frequent training answers (CLEVR has 28)
         )
-        # Question vocabulary built from the training questions, saved in the workdir.
-        config.tokenizer = dict(kind="word")
+    # A word vocabulary of the questions (Sort-of-CLEVR fixes its own, from its templates;
+    # others are built from the training questions), saved in the workdir.
+    config.tokenizer = dict(kind="word")
 
     config.model = dict(
         stem="patch",
@@ -87,6 +90,8 @@ def get_config(arg=None):
         patch_kernel=15,  # each token sees a 15x15 window: the whole of an 11x11 object
         # Of the 15x15 patches, those of the objects (at most 54 per Sort-of-CLEVR scene).
         keep_tokens=0 if free_text else 64,
+        # The patches farthest from the mean colour: the objects' on a plain background.
+        token_selector="" if free_text else "salient_patches",
         conv_channels=(24, 24, 24, 24),
         stem_coords=False,
         width=size["width"],
@@ -120,24 +125,21 @@ def get_config(arg=None):
     config.log_every = max(1, min(250, steps // 60))
     config.checkpoint_every = max(1, steps // 10)
 
-    config.evals = ml_collections.ConfigDict()
+    # Validation every sixth of the run, test once at the end; num_classes comes from the
+    # task (the answer vocabulary, plus "outside it").
+    every = max(1, steps // 6)
     if free_text:
-        # num_classes comes from the task: the answer vocabulary, plus "outside it".
-        config.evals.test = dict(
-            type="classification",
-            split=EVAL_SPLITS[arg.dataset],
-            batch_size=50,
-            every=max(1, steps // 6),
-            label_key="answer",
-            prediction_key="answer",
+        evaluator = dict(
+            type="classification", batch_size=50, label_key="answer", prediction_key="answer"
         )
-        return config
-    config.evals.test = sort_of_clevr_eval(batch_size=50, every=max(1, steps // 6))
+        config.evals = evals_config(arg.dataset, evaluator, every)
+    else:
+        config.evals = answer_evals(batch_size=50, every=every)
     return config
 
 
 def get_sweep(arg=None):
-    r"""The example sweep: every learning rate with every fusion depth, ranked by test accuracy.
+    r"""The example sweep: each learning rate with each fusion depth, ranked by validation accuracy.
 
       python -m experiments.sweep --config=configs/vqa_transformer.py:size=small \
           --workdir=runs/sweep --parallel=2

@@ -1,8 +1,9 @@
 r"""Runs a config's hyperparameter sweep: each trial is its own `python -m mmjax.main` process.
 
   python -m experiments.sweep --config=configs/vqa_transformer.py:size=small \
-      --workdir=runs/sweep --parallel=2 [--sweep_arg=...] [--metric=test/accuracy --mode=max] \
-      [--config.a.b=value ...] [--dry_run] [--launcher=slurm] [--report]
+      --workdir=runs/sweep --parallel=2 [--sweep_arg=...] \
+      [--metric=validation/accuracy --mode=max] [--config.a.b=value ...] [--dry_run] \
+      [--launcher=slurm] [--report]
 
 The trials are what the config file's `get_sweep(arg)` returns (see mmjax/sweeps.py); each runs
 in `workdir/<trial name>` with its stdout and stderr in `log.txt` there, `--parallel` at a time,
@@ -20,6 +21,9 @@ At the end (also after a stop) the sweep writes `workdir/results.csv` (one row p
 status, exit code, final eval metrics from the trial's last metrics.jsonl record that holds
 any, wall time, overrides, the last line of a failed trial's stderr), `workdir/results.md`
 (best first by `--metric`) and `workdir/results.png` (the metric against each swept value).
+The default metric is validation/accuracy: design choices are made on the validation split,
+whose evaluator runs during training; the test evaluation (run at the end) is in the results
+too, but choosing by it would tune the sweep to the test set.
 `--report` only rewrites these from what the workdir holds (e.g. after a Slurm array ran).
 
 `--dry_run` prints the commands; `--launcher=slurm` writes `workdir/sweep.sbatch`, an array job
@@ -51,6 +55,7 @@ from collections import deque
 
 from mmjax import sweeps
 from mmjax.config_utils import ConfigError
+from mmjax.workdir import METRICS, read_metrics
 
 STATUS_FILE = "sweep_status.json"
 LOG_FILE = "log.txt"
@@ -82,7 +87,12 @@ def parse_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     add("--workdir", help="sweep directory; each trial runs in workdir/<trial name>")
     add("--parallel", type=int, default=1, help="trials run at once (default 1)")
     add("--sweep_arg", default=None, help="the argument passed to get_sweep(arg)")
-    add("--metric", default="test/accuracy", help="metric that ranks the trials")
+    add(
+        "--metric",
+        default="validation/accuracy",
+        help="metric that ranks the trials (default validation/accuracy: choose on validation "
+        "data, keep the test split for the final numbers)",
+    )
     add("--mode", choices=("max", "min"), default="max", help="whether higher --metric is better")
     add("--dry_run", action="store_true", help="print the commands, run nothing")
     add("--launcher", choices=("local", "slurm"), default="local", help="local, or a Slurm script")
@@ -140,15 +150,10 @@ def write_status(trial_dir: str, status: dict) -> None:
 def final_metrics(trial_dir: str) -> dict:
     """The last metrics.jsonl record holding eval metrics (keys other than step and train/*)."""
     try:
-        with open(os.path.join(trial_dir, "metrics.jsonl")) as f:
-            lines = f.readlines()
+        records = read_metrics(os.path.join(trial_dir, METRICS))  # leaves out a cut last line
     except FileNotFoundError:
         return {}
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    for record in reversed(records):
         if any(k != "step" and not k.startswith("train/") for k in record):
             return {k: v for k, v in record.items() if not k.startswith("train/")}
     return {}
@@ -550,8 +555,9 @@ def _bookkeeping(key: str) -> bool:
 def markdown(rows: list[dict], metric: str, mode: str, title: str) -> str:
     """The text of results.md: a markdown table of `rows` (best first by `metric`).
 
-    Next to `metric` it shows the other headline metrics of the same evaluator (e.g. test/f1
-    next to test/accuracy), then the step, wall time and a failed trial's error.
+    Next to `metric` it shows the other headline metrics of the same evaluator (e.g.
+    validation/f1 next to validation/accuracy), then the step, wall time and a failed trial's
+    error.
     """
     prefix = metric.split("/")[0] + "/"
     extra = sorted(
@@ -688,7 +694,7 @@ def prepare_data(config_spec, trials, common, out) -> None:
     later ones fail when TFDS renames its finished build onto the first one's.
     """
     from mmjax.config_loader import load_config
-    from mmjax.data import sources
+    from mmjax.data.datasets import get_dataset
     from mmjax.data.errors import DataError
 
     seen = set()
@@ -700,7 +706,7 @@ def prepare_data(config_spec, trials, common, out) -> None:
                 continue
             seen.add(config.data.to_json())
             print(f"[sweep] preparing the dataset of {trial.name}", file=out, flush=True)
-            sources.prepare(config.data)
+            get_dataset(config.data).prepare()
         except (ConfigError, DataError):
             continue  # the trial reports this itself, as its error, when it runs
 

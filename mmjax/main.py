@@ -54,34 +54,29 @@ def _multi_process_configured() -> bool:
 
 
 def run(config, workdir: str) -> dict[str, float]:
-    """Trains and evaluates `config` in `workdir`; returns the final eval metrics."""
+    """Trains and evaluates `config` in `workdir`; returns the final eval metrics.
+
+    Everything is checked (the config against the workdir's checkpoints, the batch sizes, the
+    model's shapes on a real example) before the workdir's first file is written.
+    """
     import jax
-    from jax.experimental import multihost_utils
 
-    from mmjax import tasks
-    from mmjax.config_loader import check_against_saved
-    from mmjax.data import sources
-    from mmjax.train.trainer import check_batch_sizes, train_and_evaluate
+    from mmjax.experiment import Experiment
+    from mmjax.train.trainer import train_and_evaluate
+    from mmjax.workdir import Workdir
 
-    config_path = os.path.join(workdir, "config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            check_against_saved(config, f.read())
-    task = tasks.build_task(config)
-    check_batch_sizes(config)  # before anything is written or built
-    if jax.process_index() == 0:
-        sources.prepare(config.data)
-        os.makedirs(workdir, exist_ok=True)
-        with open(config_path + ".tmp", "w") as f:
-            f.write(config.to_json(indent=2))
-        os.replace(config_path + ".tmp", config_path)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("dataset prepared")
-    if hasattr(task, "prepare"):  # what needs the data, e.g. a tokenizer built from it
-        task.prepare(workdir)
-    metrics = train_and_evaluate(config, workdir, task)
-    if jax.process_index() == 0 and hasattr(task, "report"):
-        print(task.report(metrics), flush=True)
+    workdir = Workdir(workdir, writer=jax.process_index() == 0)
+    workdir.check_resumable(config)
+    resuming = bool(workdir.checkpoint_steps())
+    experiment = Experiment.assemble(config, saved=workdir if resuming else None)
+    experiment.mesh()
+    experiment.check_model()
+    workdir.write_config(config)
+    experiment.save_vocabularies(workdir)
+    metrics = train_and_evaluate(config, workdir, experiment.task)
+    report = experiment.task.report(metrics)
+    if jax.process_index() == 0 and report:
+        print(report, flush=True)
     return metrics
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import math
 import os
 import pickle
@@ -19,6 +20,14 @@ RGB = {
 }
 COLOR_NAMES = list(RGB)
 ANSWERS = ["yes", "no", "square", "circle", "1", "2", "3", "4", "5", "6"]
+# sha256 of the image of scene 0 (seed 0, S = 75) of each split, computed with the generator as
+# it was before the validation split existed: adding it must leave train and test unchanged.
+SCENE0_SHA256 = {
+    "train": "97ef91a500bc5262d5ccb0066ce25df66cf1cd71a25c1615d6ddda6b2a4effad",
+    "test": "3f4cf56eeb316e9066bf03d9360faf26043a831d85523c4a3e406ccedf5064d3",
+}
+# Split sizes of the TFDS build shared by the tests below (validation not the default 200).
+SIZES = dict(num_train=40, num_validation=7, num_test=10)
 
 
 def scenes(n, seed=0, split="train", image_size=S):
@@ -112,6 +121,27 @@ def test_splits_and_indices_are_independent_streams():
         assert x["image"].tobytes() != y["image"].tobytes()
     again = soc.generate_scene(soc.scene_rng(0, "train", 2))
     assert again["image"].tobytes() == train[2]["image"].tobytes()
+
+
+def test_validation_split_is_its_own_stream():
+    assert soc.SPLITS == ("train", "test", "validation")
+    n = 50
+    validation = {s["image"].tobytes() for s in scenes(n, split="validation")}
+    assert len(validation) == n
+    for split in ("train", "test"):
+        assert validation.isdisjoint(s["image"].tobytes() for s in scenes(n, split=split)), split
+    again = soc.generate_scene(soc.scene_rng(0, "validation", 4))
+    assert again["image"].tobytes() in validation
+    with pytest.raises(ValueError):
+        soc.scene_rng(0, "val", 0)
+
+
+def test_train_and_test_unchanged_by_validation_split():
+    for split in ("train", "test"):
+        scene = next(soc.generate_split(0, 1, S, split))
+        assert hashlib.sha256(scene["image"].tobytes()).hexdigest() == SCENE0_SHA256[split]
+        direct = soc.generate_scene(soc.scene_rng(0, split, 0))
+        assert direct["image"].tobytes() == scene["image"].tobytes()
 
 
 def test_image_matches_independent_render(sample):
@@ -248,7 +278,7 @@ def test_captions_describe_every_object(sample):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds_a")
-    soc_tfds.build_sort_of_clevr(data_dir, num_train=40, num_test=10)
+    soc_tfds.build_sort_of_clevr(data_dir, **SIZES)
     return data_dir
 
 
@@ -257,25 +287,35 @@ def record_files(builder):
 
 
 def test_tfds_build_is_deterministic(built, tmp_path):
-    a = soc_tfds.build_sort_of_clevr(built, num_train=40, num_test=10)
-    b = soc_tfds.build_sort_of_clevr(tmp_path, num_train=40, num_test=10)
+    a = soc_tfds.build_sort_of_clevr(built, **SIZES)
+    b = soc_tfds.build_sort_of_clevr(tmp_path, **SIZES)
     files = record_files(a)
-    assert len(files) == 2 and files == record_files(b)
+    assert len(files) == 3 and files == record_files(b)
+    sizes = {name: split.num_examples for name, split in a.info.splits.items()}
+    assert sizes == {"train": 40, "validation": 7, "test": 10}
     for name in files:
         assert (a.data_path / name).read_bytes() == (b.data_path / name).read_bytes(), name
 
 
 def test_tfds_config_name_separates_settings(built):
-    builder = soc_tfds.build_sort_of_clevr(built, num_train=6, num_test=3, seed=1)
-    assert builder.builder_config.name == "n6_3_s75_seed1"
-    assert builder.data_path.parent.name == "n6_3_s75_seed1"
-    assert len(soc_tfds.load_sort_of_clevr(built, "train", num_train=6, num_test=3, seed=1)) == 6
-    assert soc_tfds.make_config().name == "n9800_200_s75_seed0"
+    sizes = dict(num_train=6, num_validation=2, num_test=3, seed=1)
+    builder = soc_tfds.build_sort_of_clevr(built, **sizes)
+    assert builder.builder_config.name == "n6_v2_t3_s75_seed1"
+    assert builder.data_path.parent.name == "n6_v2_t3_s75_seed1"
+    assert len(soc_tfds.load_sort_of_clevr(built, "train", **sizes)) == 6
+    assert len(soc_tfds.load_sort_of_clevr(built, "validation", **sizes)) == 2
+    default = soc_tfds.make_config()  # never the name of a build without validation:
+    assert default.name == "n9800_v200_t200_s75_seed0" != "n9800_200_s75_seed0"
+    assert (default.num_train, default.num_validation, default.num_test) == (9800, 200, 200)
+    assert soc_tfds.config_name(6, 3, 75, 1) == "n6_v200_t3_s75_seed1"
+    # Only the validation size differs: another build, in another directory.
+    other = soc_tfds.sort_of_clevr_builder(built, **{**sizes, "num_validation": 5})
+    assert other.builder_config.name == "n6_v5_t3_s75_seed1" and not other.is_prepared()
 
 
 def test_tfds_round_trip(built):
-    for split, n in (("train", 40), ("test", 10)):
-        source = soc_tfds.load_sort_of_clevr(built, split, num_train=40, num_test=10)
+    for split, n in (("train", 40), ("validation", 7), ("test", 10)):
+        source = soc_tfds.load_sort_of_clevr(built, split, **SIZES)
         assert len(source) == n
         for index in (0, n - 1):
             record = source[index]
@@ -294,17 +334,31 @@ def test_tfds_round_trip(built):
             assert [c.decode() for c in record["captions"]] == scene["captions"]
 
 
+def test_tfds_validation_split_differs_and_train_test_unchanged(built):
+    images = {}
+    for split in ("train", "validation", "test"):
+        source = soc_tfds.load_sort_of_clevr(built, split, **SIZES)
+        images[split] = [source[i]["image"].tobytes() for i in range(len(source))]
+    assert len(images["validation"]) == 7 and len(set(images["validation"])) == 7
+    for split in ("train", "test"):
+        assert set(images["validation"]).isdisjoint(images[split]), split
+        # Every stored train and test scene is the one generated without a validation split.
+        direct = soc.generate_split(0, SIZES[f"num_{split}"], S, split)
+        assert images[split] == [scene["image"].tobytes() for scene in direct], split
+        assert hashlib.sha256(images[split][0]).hexdigest() == SCENE0_SHA256[split]
+
+
 def test_tfds_build_is_noop_when_built(built, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("regenerated")
 
     monkeypatch.setattr(soc_tfds.soc, "generate_split", fail)
-    soc_tfds.build_sort_of_clevr(built, num_train=40, num_test=10)
+    soc_tfds.build_sort_of_clevr(built, **SIZES)
 
 
 def test_tfds_missing_dataset_names_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        soc_tfds.load_sort_of_clevr(tmp_path, "train", num_train=40, num_test=10)
+        soc_tfds.load_sort_of_clevr(tmp_path, "train", **SIZES)
 
 
 def test_tfds_interrupted_build_is_not_finished(tmp_path, monkeypatch):
@@ -316,25 +370,28 @@ def test_tfds_interrupted_build_is_not_finished(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield scene
 
+    sizes = dict(num_train=8, num_validation=3, num_test=2)
     monkeypatch.setattr(soc_tfds.soc, "generate_split", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        soc_tfds.build_sort_of_clevr(tmp_path, num_train=8, num_test=2)
+        soc_tfds.build_sort_of_clevr(tmp_path, **sizes)
     with pytest.raises(FileNotFoundError):
-        soc_tfds.load_sort_of_clevr(tmp_path, "train", num_train=8, num_test=2)
-    config_dir = tmp_path / "sort_of_clevr" / "n8_2_s75_seed0"
+        soc_tfds.load_sort_of_clevr(tmp_path, "train", **sizes)
+    config_dir = tmp_path / "sort_of_clevr" / "n8_v3_t2_s75_seed0"
     assert not (config_dir / "1.0.0").exists()
     assert not [p for p in config_dir.iterdir() if "incomplete" in p.name]
 
     monkeypatch.setattr(soc_tfds.soc, "generate_split", real)
-    soc_tfds.build_sort_of_clevr(tmp_path, num_train=8, num_test=2)
-    assert len(soc_tfds.load_sort_of_clevr(tmp_path, "train", num_train=8, num_test=2)) == 8
+    soc_tfds.build_sort_of_clevr(tmp_path, **sizes)
+    assert len(soc_tfds.load_sort_of_clevr(tmp_path, "train", **sizes)) == 8
+    assert len(soc_tfds.load_sort_of_clevr(tmp_path, "validation", **sizes)) == 3
 
 
 def test_tfds_source_and_builder_pickle(built, tmp_path):
     # grain worker processes receive the data source pickled.
-    source = soc_tfds.load_sort_of_clevr(built, "test", num_train=40, num_test=10)
+    source = soc_tfds.load_sort_of_clevr(built, "validation", **SIZES)
     copy = pickle.loads(pickle.dumps(source))
-    assert len(copy) == 10
+    assert len(copy) == 7
     np.testing.assert_array_equal(copy[4]["image"], source[4]["image"])
     default = pickle.loads(pickle.dumps(soc_tfds.sort_of_clevr_builder(tmp_path)))
-    assert default.builder_config.name == "n9800_200_s75_seed0"
+    assert default.builder_config.name == "n9800_v200_t200_s75_seed0"
+    assert default.builder_config.num_validation == 200

@@ -22,7 +22,9 @@ from experiments import sweep  # noqa: E402
 
 # A stand-in for `python -m mmjax.main`: takes the same flags, sleeps, handles SIGTERM like
 # main (exits 0), fails with main's one-line error when --config.fail=True, and writes
-# metrics.jsonl (eval record between two train records) with test/accuracy = 100 * lr.
+# metrics.jsonl (eval record between two train records) with validation/accuracy = 100 * lr
+# and a test/accuracy that ranks the trials the other way round (the default --metric is
+# validation/accuracy, so a ranking by test/accuracy would show).
 FAKE_TRIAL = r"""
 import json, os, signal, sys, time
 flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -53,7 +55,9 @@ if flags.get("config.fail") == "True":
 lr = float(flags["config.optim.lr"])
 with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
     f.write(json.dumps({"step": 10, "train/loss": 1.0}) + "\n")
-    f.write(json.dumps({"step": 10, "test/accuracy": 100 * lr, "test/loss": 1 - lr}) + "\n")
+    eval_record = {"validation/accuracy": 100 * lr, "validation/loss": 1 - lr}
+    eval_record.update({"test/accuracy": 1 - 100 * lr, "test/loss": lr})
+    f.write(json.dumps({"step": 10, **eval_record}) + "\n")
     f.write(json.dumps({"step": 10, "train/loss": 0.5}) + "\n")
 print(json.dumps({"status": "done"}))
 """
@@ -183,6 +187,20 @@ def test_the_vqa_config_defines_a_learning_rate_by_depth_sweep():
 # The command line and the runner, with the fake trial.
 
 
+def test_final_metrics_are_the_last_eval_record_without_a_line_cut_short(tmp_path):
+    assert sweep.final_metrics(str(tmp_path / "absent")) == {}
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.write(json.dumps({"step": 5, "validation/accuracy": 0.5, "train/x": 1.0}) + "\n")
+        f.write(json.dumps({"step": 10, "validation/accuracy": 0.7, "test/accuracy": 0.6}) + "\n")
+        f.write(json.dumps({"step": 10, "train/loss": 0.5}) + "\n")
+        f.write('{"step": 12, "validation/accuracy": 0.')  # cut short by a kill
+    expected = {"step": 10, "validation/accuracy": 0.7, "test/accuracy": 0.6}
+    assert sweep.final_metrics(str(tmp_path)) == expected
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.write(json.dumps({"step": 1, "train/loss": 2.0}) + "\n")
+    assert sweep.final_metrics(str(tmp_path)) == {}
+
+
 def test_dry_run_prints_one_command_per_trial(fake):
     config, command, workdir = fake
     out = io.StringIO()
@@ -227,8 +245,11 @@ def test_runner_runs_n_at_a_time_records_the_failure_and_ranks_the_results(fake)
     rows = _read_csv(os.path.join(workdir, "results.csv"))
     assert [r["name"] for r in rows] == ["lr=0.004", "lr=0.002", "lr=0.001", "lr=0.003,fail=True"]
     assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
-    assert float(rows[0]["test/accuracy"]) == pytest.approx(0.4)
-    assert rows[0]["test/loss"] and rows[0]["optim.lr"] == "0.004" and rows[3]["exit_code"] == "2"
+    assert list(rows[0])[3] == "validation/accuracy"  # the default --metric's column
+    assert float(rows[0]["validation/accuracy"]) == pytest.approx(0.4)
+    assert float(rows[0]["test/accuracy"]) == pytest.approx(0.6)  # reported, not ranked by
+    assert rows[0]["validation/loss"] and rows[0]["optim.lr"] == "0.004"
+    assert rows[3]["exit_code"] == "2"
     assert rows[3]["error"] == "mmjax: config error: fake failure"
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
     body = [line for line in table if line.startswith("| ") and "`" in line]

@@ -9,13 +9,14 @@ include compilation and the evaluations; the dataset is already built by then.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from mmjax.workdir import METRICS, read_metrics
 
 CONFIG = "configs/vqa_transformer.py"  # relative to the repository
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,16 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _evaluations(metrics_path: str, metric: str) -> list[tuple[int, float]]:
     if not os.path.exists(metrics_path):
         return []
-    found = []
-    with open(metrics_path) as f:
-        for text in f:
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError:  # a line still being written
-                continue
-            if metric in record:
-                found.append((int(record["step"]), float(record[metric])))
-    return found
+    # read_metrics leaves out a last line still being written.
+    records = read_metrics(metrics_path)
+    return [(int(r["step"]), float(r[metric])) for r in records if metric in r]
 
 
 def measure(
@@ -64,7 +58,7 @@ def measure(
             try:
                 while reached_at is None:
                     done = process.poll() is not None
-                    evaluations = _evaluations(os.path.join(workdir, "metrics.jsonl"), metric)
+                    evaluations = _evaluations(os.path.join(workdir, METRICS), metric)
                     hits = [(s, v) for s, v in evaluations if v >= target]
                     if hits:
                         reached_at = (hits[0][0], (time.perf_counter() - start) / 60)

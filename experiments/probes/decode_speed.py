@@ -7,7 +7,7 @@ ratio. EOS is set to an id that never occurs, so every repetition generates all 
 per caption (random weights would otherwise stop at arbitrary points); both ways produce the
 same tokens, which is checked.
 
-  python experiments/probes/decode_speed.py [--len=32] [--batch=32] [--reps=5]
+  python -m experiments.probes.decode_speed [--len=32] [--batch=32] [--reps=5]
 """
 
 import json

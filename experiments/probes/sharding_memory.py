@@ -4,7 +4,7 @@ Builds the abstract train state of a config (no arrays are allocated) on a mesh 
 devices and prints one JSON line with the bytes on the most loaded device under each layout,
 read from the arrays' shardings.
 
-  python experiments/probes/sharding_memory.py [--config=configs/vqa_transformer.py] [--devices=8]
+  python -m experiments.probes.sharding_memory [--config=configs/vqa_transformer.py] [--devices=8]
 """
 
 import os

@@ -1,7 +1,7 @@
 """TFDS catalog datasets and prepared custom datasets, read by directory without TensorFlow.
 
     source = load_split("coco_captions", "~/tensorflow_datasets", "train")
-    record = source[0]  # {"id", "image", "captions": [...]} (see `DATASETS`)
+    record = source[0]  # {"id", "image", "captions": [...]} (see `SPECS`)
 
 The catalog builders of coco_captions and clevr cannot be instantiated without TensorFlow, so
 nothing here imports them: `tfds.builder_from_directory` reads a prepared dataset from its
@@ -31,6 +31,8 @@ from collections.abc import Callable
 import numpy as np
 
 from mmjax.config_utils import ConfigError
+from mmjax.data.datasets import CheckedSource, Dataset
+from mmjax.registry import DATASETS
 
 
 def _texts(values) -> list[str]:
@@ -75,22 +77,42 @@ class DatasetSpec:
       config: the TFDS config directory ("2014" for coco_captions), or None.
       splits: its split names.
       to_record: (decoded TFDS example, index) -> record in the common layout.
+      validation_split: the split evaluated during training.
+      test_split: the split scored at the end (the validation split where test answers are
+        hidden).
       under_name: whether the dataset is `<data_dir>/<name>/...` (catalog datasets) or
         `data_dir` itself (a prepared custom dataset).
+      resize: how images are fitted to data.image_size by default ("crop" or "squash").
     """
 
     config: str | None
     splits: tuple[str, ...]
     to_record: Callable[[dict, int], dict]
+    validation_split: str
+    test_split: str
     under_name: bool = True
+    resize: str = "crop"
 
 
-DATASETS = {
+SPECS = {
     # Karpathy & Li splits of COCO 2014: 82,783 / 5,000 / 5,000 (+ 30,504 restval) images.
-    "coco_captions": DatasetSpec("2014", ("train", "val", "test", "restval"), coco_captions_record),
-    # CLEVR v1.0: the test split's answers are empty; evaluate on "validation".
-    "clevr": DatasetSpec(None, ("train", "validation", "test"), clevr_record),
-    "custom": DatasetSpec(None, ("train", "validation"), custom_record, under_name=False),
+    "coco_captions": DatasetSpec(
+        "2014", ("train", "val", "test", "restval"), coco_captions_record, "val", "test"
+    ),
+    # CLEVR v1.0: the test split's answers are empty, so "validation" is also the final split.
+    # Its 480x320 scenes are squashed whole: a centre crop would cut off the objects near the
+    # sides that questions ask about.
+    "clevr": DatasetSpec(
+        None,
+        ("train", "validation", "test"),
+        clevr_record,
+        "validation",
+        "validation",
+        resize="squash",
+    ),
+    "custom": DatasetSpec(
+        None, ("train", "validation"), custom_record, "validation", "validation", under_name=False
+    ),
 }
 
 
@@ -103,7 +125,7 @@ def dataset_dir(name: str, data_dir: str) -> str:
 
     Raises ConfigError naming the directory it looked in when there is none.
     """
-    spec = DATASETS[name]
+    spec = SPECS[name]
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     if not spec.under_name:
         if os.path.exists(os.path.join(data_dir, "dataset_info.json")):
@@ -199,8 +221,8 @@ def load_split(
     """
     from mmjax.data.images import RESIZE
 
-    if name not in DATASETS:
-        raise ConfigError(f"data.name={name!r} is not one of {sorted(DATASETS)}")
+    if name not in SPECS:
+        raise ConfigError(f"data.name={name!r} is not one of {sorted(SPECS)}")
     if resize not in RESIZE:
         raise ConfigError(f"data.resize={resize!r} is not one of {sorted(RESIZE)}")
     directory = dataset_dir(name, data_dir)
@@ -209,40 +231,83 @@ def load_split(
         raise ConfigError(
             f"dataset {name!r} in {directory} has no split {split!r}; it has {sorted(splits)}"
         )
-    return RecordSource(splits[split], DATASETS[name].to_record, image_size, resize)
+    return RecordSource(splits[split], SPECS[name].to_record, image_size, resize)
 
 
-# The split each dataset is evaluated on: coco_captions' Karpathy "val", CLEVR's "validation"
-# (its test answers are hidden), a custom dataset's "validation".
-EVAL_SPLITS = {
-    "sort_of_clevr": "test",
-    "coco_captions": "val",
-    "clevr": "validation",
-    "custom": "validation",
-}
+class CatalogDataset(Dataset):
+    """A TFDS catalog dataset (coco_captions, clevr) or a prepared custom one, per `SPECS`.
+
+    Nothing is built here: a missing dataset is a ConfigError saying how to prepare it. Images
+    are fitted to data.image_size (data.resize: "crop" or "squash").
+    """
+
+    def __init__(self, data_config):
+        super().__init__(data_config)
+        self.spec = SPECS[self.name]
+        self.splits = self.spec.splits
+        self.validation_split, self.test_split = self.eval_splits(self.name)
+
+    @classmethod
+    def eval_splits(cls, name: str) -> tuple[str, str]:
+        """(validation split, test split) of dataset `name`."""
+        return SPECS[name].validation_split, SPECS[name].test_split
+
+    def prepare(self) -> None:
+        """Checks that the prepared files are there (`dataset_dir`)."""
+        dataset_dir(self.name, self.data_dir)
+
+    def source(self, split: str, images: bool = True) -> CheckedSource:
+        """The records of `split` (`load_split`), a corrupt one named in a DataError."""
+        image_size = self.config.image_size if images else None
+        resize = self.config.get("resize", self.spec.resize)
+        records = load_split(self.name, self.data_dir, split, image_size, resize)
+        return CheckedSource(
+            records,
+            f"{self.name} {split}",
+            f"; the files under {dataset_dir(self.name, self.data_dir)} may be damaged: "
+            "prepare the dataset again",
+        )
+
+    def _own_file(self, filename: str) -> str | None:
+        # Only a custom dataset is prepared with its tokenizer and answers (mmjax.data.prepare).
+        path = os.path.join(self.data_dir, filename)
+        return path if not self.spec.under_name and os.path.exists(path) else None
+
+    def provided_tokenizer(self, kind: str, field: str):
+        """A custom dataset's tokenizer of `kind` (built from its captions and questions)."""
+        from mmjax.data.tokenizer import load_tokenizer
+        from mmjax.workdir import TOKENIZER_FILES
+
+        del field
+        path = self._own_file(TOKENIZER_FILES[kind])
+        return load_tokenizer(path) if path else None
+
+    def provided_answers(self) -> list[str] | None:
+        """A custom dataset's training answers, most frequent first."""
+        from mmjax.data.answers import AnswerVocabulary
+        from mmjax.workdir import ANSWERS_FILE
+
+        path = self._own_file(ANSWERS_FILE)
+        return AnswerVocabulary.load(path).answers if path else None
 
 
-def data_config(
-    dataset: str, data_dir: str, image_size: int, num_train: int, num_test: int, **keys
-) -> dict:
+def data_config(dataset: str, data_dir: str, image_size: int, **keys) -> dict:
     """The `config.data` entries of `dataset`, for config files with a `dataset=` argument.
 
     Args:
-      dataset: "sort_of_clevr", "coco_captions", "clevr" or "custom".
-      data_dir: the TFDS root (a catalog dataset, Sort-of-CLEVR) or the prepared directory
+      dataset: a registered dataset name (data.name).
+      data_dir: the TFDS root (a catalog or built-in dataset) or the prepared directory
         (custom); "" means ~/tensorflow_datasets, which a custom dataset cannot use.
-      image_size: Sort-of-CLEVR's generated image side, or the side every other dataset's
-        images are resized to (data.resize: "squash" for clevr, "crop", centre crop, else).
-      num_train: Sort-of-CLEVR's training scenes (built on first use, dataset seed 0).
-      num_test: Sort-of-CLEVR's test scenes.
-      **keys: the task's entries (text lengths, captions or questions per image, ...), and
-        any of the pipeline's defaults to override (shuffle_seed=0, num_threads=2, cache_mb).
+      image_size: the side images are generated at or resized to.
+      **keys: the dataset's own entries (e.g. a generated dataset's sizes), the task's entries
+        (text lengths, captions or questions per image, ...), and any of the pipeline's
+        defaults to override (shuffle_seed=0, num_threads=2, cache_mb=0).
 
     Raises ConfigError for an unknown dataset or a custom one without data_dir.
     """
-    from mmjax.config_utils import choose, require
+    from mmjax.config_utils import require
 
-    choose("dataset", dataset, EVAL_SPLITS)
+    DATASETS.get(dataset)  # an unknown name is an error that lists the known ones
     require(
         dataset != "custom" or bool(data_dir),
         "dataset=custom needs data_dir=<the --output of python -m mmjax.data.prepare>",
@@ -250,35 +315,20 @@ def data_config(
     data = dict(name=dataset, data_dir=data_dir or "~/tensorflow_datasets", image_size=image_size)
     # The train pipeline's settings (mmjax.data.pipeline.train_dataset).
     data.update(shuffle_seed=0, num_threads=2, cache_mb=0)
-    if dataset == "sort_of_clevr":
-        data.update(num_train=num_train, num_test=num_test, dataset_seed=0, build_if_missing=True)
-        # The preprocessed training split: about 19 kB a scene (190 MB for the default 9,800).
-        data["cache_mb"] = 1024
-    else:
-        # CLEVR's 480x320 scenes are squashed whole: a centre crop would cut off the objects
-        # near the sides that questions ask about. Photos keep their aspect ratio.
-        data["resize"] = "squash" if dataset == "clevr" else "crop"
+    if dataset in SPECS:
+        data["resize"] = SPECS[dataset].resize
     return dict(data, **keys)
 
 
-def sort_of_clevr_eval(batch_size: int, every: int) -> dict:
-    """The test-split classification evaluator of Sort-of-CLEVR's answers, per question type.
+def evals_config(dataset: str, evaluator: dict, every: int) -> dict:
+    """`config.evals` of one evaluator on `dataset`'s validation and test splits.
 
-    Accuracy overall, for each of `sort_of_clevr.SUBTYPES` and for the non-relational (the
-    first three) and relational (the last three) groups, on batches of `batch_size` images,
-    every `every` steps.
+    "validation" runs every `every` steps and at the end; "test" (`every=0`) only at the end,
+    so the test split is scored once. `evaluator` holds the evaluator's keys (type,
+    batch_size, ...).
     """
-    from mmjax.projects.sort_of_clevr.scenes import SUBTYPES
-
-    return dict(
-        type="classification",
-        split="test",
-        batch_size=batch_size,
-        every=every,
-        num_classes=10,
-        label_key="answer",
-        prediction_key="answer",
-        slice_key="subtype",
-        slice_names=list(SUBTYPES),
-        groups={"non_relational": [0, 1, 2], "relational": [3, 4, 5]},
-    )
+    validation, test = DATASETS.get(dataset).eval_splits(dataset)
+    return {
+        "validation": dict(evaluator, split=validation, every=every),
+        "test": dict(evaluator, split=test, every=0),
+    }

@@ -24,8 +24,6 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import sentencepiece as spm
 
-from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
-
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -297,16 +295,3 @@ def load_tokenizer(path: str | os.PathLike):
     if head.startswith(b"{"):
         return WordTokenizer.load(path)
     return SentencePieceTokenizer.load(path)
-
-
-def sort_of_clevr_question_tokenizer() -> WordTokenizer:
-    """Returns the tokenizer of every Sort-of-CLEVR question (all colors x all subtypes).
-
-    Built from the templates rather than data, so its ids never depend on a dataset.
-    """
-    texts = [
-        sort_of_clevr.question_text(color, subtype)
-        for color in range(len(sort_of_clevr.COLORS))
-        for subtype in range(len(sort_of_clevr.SUBTYPES))
-    ]
-    return WordTokenizer.build(texts)

@@ -1,23 +1,10 @@
-"""Evaluators, chosen by `config.evals.<name>.type`.
+"""Evaluators, chosen by `config.evals.<name>.type` (`mmjax.registry.EVALUATORS`).
 
 An evaluator is built from the keyword arguments of its config entry (less the keys the
 trainer reads: type, split, batch_size, every) and scores (batch, predictions) pairs.
 """
 
-from mmjax.evaluators.captioning import CaptionEvaluator
-from mmjax.evaluators.classification import ClassificationEvaluator
-from mmjax.evaluators.reconstruction import LinearProbeEvaluator, ReconstructionEvaluator
-from mmjax.evaluators.retrieval import RetrievalEvaluator
-from mmjax.projects.sort_of_clevr.scene_captions import SceneCaptionEvaluator
-
-EVALUATORS = {
-    "captioning": CaptionEvaluator,
-    "classification": ClassificationEvaluator,
-    "linear_probe": LinearProbeEvaluator,
-    "reconstruction": ReconstructionEvaluator,
-    "retrieval": RetrievalEvaluator,
-    "scene_caption": SceneCaptionEvaluator,
-}
+from mmjax.registry import EVALUATORS
 
 TRAINER_KEYS = ("type", "split", "batch_size", "every")
 
@@ -29,16 +16,15 @@ def build_evaluator(name: str, eval_config: dict, context: dict | None = None):
     takes the entries named in its CONTEXT tuple.
     """
     kind = eval_config.get("type")
-    if kind not in EVALUATORS:
-        raise ValueError(f"evals.{name}.type={kind!r} is not one of {sorted(EVALUATORS)}")
+    evaluator_class = EVALUATORS.get(kind)
     kwargs = {k: v for k, v in eval_config.items() if k not in TRAINER_KEYS}
-    for key in getattr(EVALUATORS[kind], "CONTEXT", ()):
+    for key in getattr(evaluator_class, "CONTEXT", ()):
         if key in kwargs:  # given directly, e.g. by a test or a notebook
             continue
         if key not in (context or {}):
             raise ValueError(f"evals.{name}: type {kind!r} needs the task to provide {key!r}")
         kwargs[key] = context[key]
     try:
-        return EVALUATORS[kind](**kwargs)
+        return evaluator_class(**kwargs)
     except TypeError as e:
         raise ValueError(f"evals.{name}: {e}") from None

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from mmjax.interpret.rollout import answer_relevance, attention_rollout, joint_attention
-from mmjax.models.image import normalize_images, salient_patch_indices
+from mmjax.models.image import select_tokens
 
 
 @dataclasses.dataclass
@@ -109,7 +109,7 @@ def vqa_attention(model, params, images, questions, residual: float = 0.5) -> VQ
     if model.stem == "patch" and model.keep_tokens:
         grid = tuple(s // model.patch_size for s in np.shape(images)[1:3])
         kept = np.asarray(
-            salient_patch_indices(normalize_images(images), model.patch_size, model.keep_tokens)
+            select_tokens(images, model.patch_size, model.keep_tokens, model.token_selector)
         )
         per_layer = [_on_grid(x, kept[:, None, None], grid) for x in per_layer]
         relevance = _on_grid(relevance, kept[:, None], grid)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from mmjax.models.attention import attention_dropout, padding_mask, scaled_dot_product_attention
 from mmjax.models.transformer import EncoderBlock
+from mmjax.registry import TEXT_IMAGE_BIASES
 
 Array = jax.Array
 DType = Any
@@ -96,72 +97,6 @@ def image_text_attention(
     return jnp.einsum("bhqld->bqlhd", out), weights
 
 
-LIKENESS_RANGE = 8.0
-
-
-def pointer_features(weights: Array, positions: Array) -> Array:
-    """Each image token's distance from each pointer, and how much it is like what is pointed at.
-
-    A pointer h' is a set of weights w_h' over the N image tokens (summing to 1), at position
-    p_h' = sum_n w_h'n pos_n. Returns [B, Q, 2, H', L, N]: index 0 is |pos_n - p_h'|, index 1
-    like_h'n = 1 + max(log(w_h'n / max_m w_h'm), -8) / 8 in [0, 1], how much token n is like the
-    tokens the pointer weights most (all the patches of the object it points at score near 1,
-    not only the one or two that hold most of the weight).
-
-    Args:
-      weights: [B, Q, H', L, N] pointer weights of each of the L tokens of Q questions.
-      positions: [B, N, 2] image token positions.
-    """
-    weights = weights.astype(jnp.float32)
-    pointer = jnp.einsum("bqkln,bnc->bqklc", weights, positions)  # [B, Q, H', L, 2]
-    offset = positions[:, None, None, None] - pointer[..., None, :]  # [B, Q, H', L, N, 2]
-    # The 1e-6 keeps the gradient finite where a token sits exactly at the pointer.
-    distance = jnp.sqrt(jnp.square(offset).sum(-1) + 1e-6)
-    log_weights = jnp.log(jnp.maximum(weights, 1e-30))
-    relative = log_weights - log_weights.max(-1, keepdims=True)
-    likeness = 1.0 + jnp.maximum(relative, -LIKENESS_RANGE) / LIKENESS_RANGE
-    return jnp.stack([distance, likeness], axis=2)
-
-
-class LookupDistanceBias(nn.Module):
-    """Bias of a question's look-up at the image by distance from where it points.
-
-    With the `pointer_features` of H' pointers (distances d and likeness l), the bias of the
-    look-up's head h at image token n is
-
-      sum_h' (a_hh' * d_h'n + c_hh' * l_h'n),
-
-    with the coefficients a and c linear in the text token's state and zero at initialisation.
-    With a > 0 the look-up goes to the token farthest from the pointer ("the object furthest
-    from the red one"), with a < 0 to the nearest, and c < 0 leaves out the object pointed at
-    itself, whose own patches are the nearest to it ("the object closest to the red one").
-
-    Attributes:
-      num_heads: H, heads of the biased look-up (and H' of the pointers).
-      dtype: computation dtype.
-      param_dtype: parameter dtype.
-    """
-
-    num_heads: int
-    dtype: DType = jnp.float32
-    param_dtype: DType = jnp.float32
-
-    @nn.compact
-    def __call__(self, x_text: Array, features: Array) -> Array:
-        """x_text [B, Q, L, D], features [B, Q, 2, H', L, N] -> bias [B, H, Q, L, N]."""
-        h = self.num_heads
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = nn.LayerNorm(name="norm", **kw)(x_text)
-        coefficients = nn.DenseGeneral(
-            (2, h, h),
-            use_bias=False,
-            kernel_init=nn.initializers.zeros,
-            name="coefficients",
-            **kw,
-        )(x)  # [B, Q, L, 2, H, H']
-        return jnp.einsum("bqlchk,bqckln->bhqln", coefficients, features)
-
-
 class SharedImageBlock(EncoderBlock):
     """`EncoderBlock` (same parameters) applied to image tokens shared by Q questions.
 
@@ -170,13 +105,15 @@ class SharedImageBlock(EncoderBlock):
     Calling the block directly (`__call__`) is the ordinary encoder block.
     """
 
+    text_image_bias: str = "none"
+
     def setup(self):
-        """The encoder block's layers, and a `LookupDistanceBias` used only with pointers."""
+        """The encoder block's layers, and the block's part of a text-to-image bias, if any."""
         super().setup()
-        # Linen creates its parameters only in blocks that are called with a pointer.
-        self.lookup_bias = LookupDistanceBias(
-            self.num_heads, dtype=self.dtype, param_dtype=self.param_dtype
-        )
+        if self.text_image_bias != "none":
+            self.lookup_bias = TEXT_IMAGE_BIASES.get(self.text_image_bias).block(
+                self.num_heads, dtype=self.dtype, param_dtype=self.param_dtype
+            )
 
     def shared_image(
         self,
@@ -185,7 +122,7 @@ class SharedImageBlock(EncoderBlock):
         text_mask: Array,
         train: bool = False,
         return_weights: bool = False,
-        pointer_features: Array | None = None,
+        bias_features=None,
     ) -> tuple[Array, Array, Array | None, Array | None]:
         """Apply the block to image tokens [B, N, D] and text tokens [B, Q, L, D].
 
@@ -195,8 +132,9 @@ class SharedImageBlock(EncoderBlock):
           text_mask: [B, Q, L] bool, True for valid text tokens.
           train: enables dropout ("dropout" rng).
           return_weights: also return attention weights.
-          pointer_features: optional [B, Q, 2, H, L, N] (see `pointer_features`): the text-to-image
-            attention is then biased by them (`LookupDistanceBias`, under `lookup_bias`).
+          bias_features: the features of the block's text-to-image bias (`text_image_bias`),
+            from which its `lookup_bias` module makes the bias [B, H, Q, L, N] of the text
+            tokens' logits over the image tokens; None for no bias.
 
         Returns:
           (x_image [B, N, D], x_text [B, Q, L, D], image weights [B, H, N, N] or None,
@@ -224,9 +162,7 @@ class SharedImageBlock(EncoderBlock):
             k_text,
             v_text,
             text_mask,
-            bias_image=(
-                None if pointer_features is None else self.lookup_bias(x_text, pointer_features)
-            ),
+            bias_image=(None if bias_features is None else self.lookup_bias(x_text, bias_features)),
             return_weights=return_weights,
             **dropout_kw(),
         )
@@ -242,7 +178,7 @@ class FusionLayer(SharedImageBlock):
 
     Same parameters as `SharedImageBlock`. The carry is (image [B, N, D], text [B, Q, L, D])
     with `share_image=True` and the joint tokens [B, Q, N + L, D] otherwise; `inputs` is
-    (text mask [B, Q, L], pointer features or None) (see `SharedImageBlock.shared_image`) or
+    (text mask [B, Q, L], bias features or None) (see `SharedImageBlock.shared_image`) or
     the joint attention mask, respectively.
     """
 
@@ -255,7 +191,7 @@ class FusionLayer(SharedImageBlock):
             x_image, x_text = carry
             text_mask, features = inputs
             x_image, x_text, _, _ = self.shared_image(
-                x_image, x_text, text_mask, self.train, pointer_features=features
+                x_image, x_text, text_mask, self.train, bias_features=features
             )
             return (x_image, x_text), None
         x, _ = super().__call__(carry, mask=inputs, train=self.train)
@@ -284,6 +220,9 @@ class MultimodalEncoder(nn.Module):
       remat: recompute each block's activations in the backward pass (`nn.remat`).
       scan_layers: one `nn.scan` over the blocks, parameters stacked under `blocks` (one
         compiled block for any depth). Neither can return attention weights.
+      text_image_bias: "none" or a registered text-to-image bias
+        (`mmjax.registry.TEXT_IMAGE_BIASES`), whose `block` module, under each block's
+        `lookup_bias`, biases the text tokens' attention to the image (needs share_image=True).
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -296,6 +235,7 @@ class MultimodalEncoder(nn.Module):
     share_image: bool = True
     remat: bool = False
     scan_layers: bool = False
+    text_image_bias: str = "none"
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -305,6 +245,7 @@ class MultimodalEncoder(nn.Module):
             mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
+            text_image_bias=self.text_image_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -335,8 +276,7 @@ class MultimodalEncoder(nn.Module):
         text_mask: Array,
         train: bool = False,
         return_attention: bool = False,
-        positions: Array | None = None,
-        pointer: Array | None = None,
+        bias_features=None,
     ) -> tuple[Array, Array, dict[str, Any]]:
         """Fuse image and question tokens.
 
@@ -346,11 +286,9 @@ class MultimodalEncoder(nn.Module):
           text_mask: [B, Q, L] bool, True for valid (non-padding) text tokens.
           train: enables dropout ("dropout" rng).
           return_attention: collect per-layer attention weights.
-          positions: [B, N, 2] image token positions, given together with `pointer`.
-          pointer: [B, Q, H, 1 | L, N] weights over the image tokens (summing to 1) that say
-            where each question points. With them, every block's text-to-image attention is
-            biased by each image token's distance from the pointers (`LookupDistanceBias`,
-            parameters under `block_{i}/lookup_bias`); this needs share_image=True.
+          bias_features: with `text_image_bias`, the bias's features (see its registry
+            entry), the same for every block; each block's `lookup_bias` turns them into
+            the bias of its text-to-image logits.
 
         Returns:
           (image_out, text_out [B, Q, L, D], intermediates). image_out is [B, N, D] with
@@ -372,15 +310,11 @@ class MultimodalEncoder(nn.Module):
             x = jnp.concatenate([jnp.broadcast_to(x_image[:, None], (b, q, n, d)), x_text], axis=2)
             mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
 
-        if (positions is None) != (pointer is None):
-            raise ValueError("`positions` and `pointer` go together: give both or neither.")
-        features = None
-        if pointer is not None:
-            if not self.share_image:
-                raise ValueError("A pointer bias needs share_image=True.")
-            pointer = jnp.broadcast_to(pointer, (*pointer.shape[:3], x_text.shape[2], n))
-            # The same in every block: only the coefficients that weigh them are per block.
-            features = pointer_features(pointer, positions)
+        if (self.text_image_bias == "none") != (bias_features is None):
+            raise ValueError("text_image_bias and bias_features go together: give both or neither.")
+        if bias_features is not None and not self.share_image:
+            raise ValueError("A text-to-image bias needs share_image=True.")
+        features = bias_features
 
         image_attention, text_attention = {}, {}
         if self.remat or self.scan_layers:
@@ -401,7 +335,7 @@ class MultimodalEncoder(nn.Module):
                         text_mask,
                         train=train,
                         return_weights=return_attention,
-                        pointer_features=features,
+                        bias_features=features,
                     )
                 else:
                     x, w = block(x, mask=mask, train=train, return_weights=return_attention)

@@ -19,6 +19,7 @@ def image_stem(
     patch_size: int = 16,
     patch_kernel: int = 0,
     keep_tokens: int = 0,
+    token_selector: str = "",
     coords: bool = False,
     conv_channels: Sequence[int] = (32, 64, 128, 128),
     resnet: str = "resnet50",
@@ -29,8 +30,9 @@ def image_stem(
 ) -> nn.Module:
     """The image stem named `stem`: "patch" (ViT), "conv" or "resnet"; images -> [B, N, width].
 
-    `patch_kernel` and `keep_tokens` are the patch stem's (`PatchStem.kernel_size`,
-    `PatchStem.keep_tokens`); `coords` (CoordConv input channels) applies to patch and conv.
+    `patch_kernel`, `keep_tokens` and `token_selector` are the patch stem's
+    (`PatchStem.kernel_size`, `.keep_tokens`, `.token_selector`); `coords` (CoordConv input
+    channels) applies to patch and conv.
     """
     kw = dict(posemb=posemb, dtype=dtype, param_dtype=param_dtype, name=name)
     if stem == "patch":
@@ -40,6 +42,7 @@ def image_stem(
             coords=coords,
             kernel_size=patch_kernel,
             keep_tokens=keep_tokens,
+            token_selector=token_selector,
             **kw,
         )
     if stem == "conv":

@@ -14,7 +14,7 @@ from mmjax.models.partitioning import constrain
 from mmjax.models.stems import image_stem
 from mmjax.models.text import TextEmbedding
 from mmjax.models.transformer import Encoder
-from mmjax.projects.sort_of_clevr.pointer import WordPointer
+from mmjax.registry import TEXT_IMAGE_BIASES
 
 Array = jax.Array
 DType = Any
@@ -41,8 +41,9 @@ class VQATransformer(nn.Module):
       patch_size: patch size of the "patch" stem.
       patch_kernel: window of the "patch" stem's embedding, centred on each patch (0: the
         patch itself; see `PatchStem.kernel_size`).
-      keep_tokens: the "patch" stem keeps only this many tokens per image, those of the patches
-        farthest from the image's mean colour (0 keeps all; see `PatchStem`).
+      keep_tokens: the "patch" stem keeps only this many tokens per image, those that
+        `token_selector` picks (0 keeps all; see `PatchStem`).
+      token_selector: a registered token selector (`mmjax.registry.TOKEN_SELECTORS`).
       stem: "patch" (`PatchStem`), "conv" (`ConvStem`) or "resnet" (see `image_stem`).
       conv_channels: channels of the "conv" stem.
       stem_coords: append pixel coordinates as input channels of the stem (CoordConv).
@@ -70,10 +71,10 @@ class VQATransformer(nn.Module):
         "the red object" is a learned conjunction rather than an attention lookup that has to
         emerge first; it costs B * Q * N * head_dim^2 multiply-adds, small next to the encoder.
       head_dim: hidden width of the answer MLP; defaults to width.
-      lookup_bias: "none", or "pointer": in every fusion block, bias each question's look-up at
-        the image by each image token's distance from where one of its words points
-        (`WordPointer` on the stem's tokens; `LookupDistanceBias`), and by how much the token
-        is like the ones pointed at. Needs the "patch" stem.
+      lookup_bias: "none", or a registered text-to-image bias
+        (`mmjax.registry.TEXT_IMAGE_BIASES`, e.g. the built-in project's "pointer"): in every
+        fusion block, each question's look-up at the image is biased by features of the
+        question and the image tokens' positions. Needs the "patch" stem.
       dtype: computation dtype (logits are always float32).
       param_dtype: parameter dtype.
     """
@@ -90,6 +91,7 @@ class VQATransformer(nn.Module):
     patch_size: int = 5
     patch_kernel: int = 0
     keep_tokens: int = 0
+    token_selector: str = ""
     stem: str = "patch"
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     stem_coords: bool = False
@@ -137,6 +139,26 @@ class VQATransformer(nn.Module):
         h = nn.Dropout(self.dropout_rate)(h, deterministic=not train)
         return nn.LayerNorm(name="pair_norm", **kw)(h.sum(axis=2))
 
+    def _bias_features(self, images, questions, image_tokens, text_tokens):
+        """The features of the registered text-to-image bias `lookup_bias`, for every block.
+
+        Its `context` module (parameters under "pointer") reads the questions and the image
+        tokens; its `features` function places the result at the tokens' grid positions.
+        """
+        if self.stem != "patch":
+            raise ValueError(f"lookup_bias={self.lookup_bias!r} needs stem='patch'.")
+        bias = TEXT_IMAGE_BIASES.get(self.lookup_bias)
+        positions = patch_positions(images, self.patch_size, self.keep_tokens, self.token_selector)
+        context = bias.context(
+            self.vocab_size,
+            self.num_heads,
+            self.width,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="pointer",
+        )(questions, image_tokens)
+        return bias.features(context, positions, text_tokens.shape[-2])
+
     @nn.compact
     def __call__(
         self,
@@ -165,6 +187,7 @@ class VQATransformer(nn.Module):
             patch_size=self.patch_size,
             patch_kernel=self.patch_kernel,
             keep_tokens=self.keep_tokens,
+            token_selector=self.token_selector,
             coords=self.stem_coords,
             conv_channels=self.conv_channels,
             posemb=self.posemb,
@@ -224,16 +247,9 @@ class VQATransformer(nn.Module):
             image_tokens = image_tokens.reshape(-1, *image_tokens.shape[2:])
             text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
             text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
-        positions = pointer = None
-        if self.lookup_bias == "pointer":
-            if self.stem != "patch":
-                raise ValueError(f"lookup_bias={self.lookup_bias!r} needs stem='patch'.")
-            positions = patch_positions(images, self.patch_size, self.keep_tokens)
-            pointer = WordPointer(
-                self.vocab_size, self.num_heads, self.width, name="pointer", **kw_dtype
-            )(questions, image_tokens)
-        elif self.lookup_bias != "none":
-            raise ValueError(f"Unknown lookup_bias {self.lookup_bias!r}; use 'none' or 'pointer'.")
+        bias_features = None
+        if self.lookup_bias != "none":
+            bias_features = self._bias_features(images, questions, image_tokens, text_tokens)
         image_out, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
             num_heads=self.num_heads,
@@ -243,6 +259,7 @@ class VQATransformer(nn.Module):
             share_image=self.share_image,
             remat=self.remat,
             scan_layers=self.scan_layers,
+            text_image_bias=self.lookup_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="fusion",
@@ -252,8 +269,7 @@ class VQATransformer(nn.Module):
             text_mask,
             train=train,
             return_attention=return_attention,
-            positions=positions,
-            pointer=pointer,
+            bias_features=bias_features,
         )
         text_out = text_out.reshape(batch, num_questions, *text_out.shape[2:])
         text_mask = text_mask.reshape(batch, num_questions, text_mask.shape[-1])
@@ -272,6 +288,6 @@ class VQATransformer(nn.Module):
         x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
         x = dropout(x, deterministic=not train)
         # A zero-initialised output layer (uniform answers at step 0) held the model at the
-        # question-only baseline much longer in the probes of mmjax.projects.sort_of_clevr.probes.vqa_readout_probe.
+        # question-only baseline much longer (the built-in project's vqa_readout_probe).
         logits = nn.Dense(self.num_answers, name="head_out", **kw)(x)
         return logits.astype(jnp.float32), {**intermediates, "pre_logits": pre_logits}

@@ -12,10 +12,11 @@ from an older checkpoint logs its steps again) keeps its last value. Needs matpl
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
+
+from mmjax.workdir import METRICS, read_metrics
 
 # Numbers about the run's speed or size rather than its model.
 BOOKKEEPING = (
@@ -34,11 +35,10 @@ class PlotError(ValueError):
 
 def read_records(workdir: str) -> list[dict]:
     """The records of `workdir`/metrics.jsonl; PlotError when it has none."""
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, METRICS)
     if not os.path.isfile(path):
-        raise PlotError(f"{workdir!r} has no metrics.jsonl: not a workdir written by mmjax.main")
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+        raise PlotError(f"{workdir!r} has no {METRICS}: not a workdir written by mmjax.main")
+    records = read_metrics(path)
     if not records:
         raise PlotError(f"{path!r} is empty")
     return records

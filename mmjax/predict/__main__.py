@@ -44,7 +44,7 @@ def _vqa(predictor) -> None:
         raise _input_error("a VQA run needs --question")
     answer = predictor.answer(FLAGS.image, FLAGS.question)
     print(f"{answer.text} (probability {answer.probability:.3f})", flush=True)
-    known, closest = closest_question(FLAGS.question)
+    known, closest = closest_question(FLAGS.question, predictor.task.dataset.known_questions())
     if not known:
         print(
             f"mmjax: note: the model was trained on the dataset's questions only; the closest "

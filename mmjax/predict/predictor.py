@@ -20,7 +20,6 @@ from mmjax.data.tokenizer import BOS, EOS, UNK, WordTokenizer, split_words
 from mmjax.predict.errors import InputError
 from mmjax.predict.images import check_image, read_image
 from mmjax.predict.run import LoadedRun, load_run
-from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,16 +81,15 @@ def encode_text(tokenizer, text: str, max_len: int, what: str = "text") -> np.nd
         raise InputError(f"{what}: {error}") from None
 
 
-def closest_question(question: str) -> tuple[bool, str]:
-    """(whether `question` is one of the Sort-of-CLEVR questions, the closest of them).
+def closest_question(question: str, known: list[str] | None) -> tuple[bool, str | None]:
+    """(whether `question` is one of `known`, the closest of them); (True, None) without any.
 
-    Compared after the tokenizer's word split, so case and spacing do not matter.
+    `known` is a dataset's closed set of questions (`Dataset.known_questions`), or None for
+    free-text questions. Compared after the tokenizer's word split, so case and spacing do not
+    matter.
     """
-    known = [
-        sort_of_clevr.question_text(c, s)
-        for c in range(len(sort_of_clevr.COLORS))
-        for s in range(len(sort_of_clevr.SUBTYPES))
-    ]
+    if not known:
+        return True, None
     words = " ".join(split_words(question))
     by_words = {" ".join(split_words(q)): q for q in known}
     if words in by_words:
@@ -145,7 +143,9 @@ class Predictor:
         }
         out = jax.device_get(self._predict(self.params, batch))
         index = int(out["answer"][0, 0])
-        return Answer(sort_of_clevr.ANSWERS[index], float(out["probability"][0, 0]), index)
+        # The run's own answer vocabulary: the words it was trained to tell apart.
+        text = self.task.answers.answers[index]
+        return Answer(text, float(out["probability"][0, 0]), index)
 
     def attention(self, image, question: str, residual: float = 0.5):
         """The fusion encoder's attention for `question` about `image` (`VQAAttention`).

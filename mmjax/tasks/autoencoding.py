@@ -1,12 +1,11 @@
 """Multimodal autoencoding: image and text -> one vector z -> both again (cross-modal too).
 
-One example is one scene: "image" uint8 [H, W, 3]; "text" int32 [L], one caption of the scene
-(BOS ... EOS, 0 = padding), by default the fourth, "from left to right: orange circle, ...",
-because it is the only caption that is a function of the image (the others list the objects
-in a random order, which no model can read off the pixels, so exact match from the image could
-not be reached); and "probe_labels" int32 [18] for the linear probe: for each colour c in
-0..5, the shape of its object (0 square, 1 circle) at c, whether it is on the left (x < S/2)
-at 6 + c and on top (y < S/2) at 12 + c.
+One example is one scene: "image" uint8 [H, W, 3]; "text" int32 [L], caption
+data.caption_index of the scene (BOS ... EOS, 0 = padding); and the dataset's annotations
+(`Dataset.annotations`), e.g. "probe_labels" int32 [T], the attributes a linear probe on z
+predicts. (On the built-in dataset the default caption, the fourth, "from left to right:
+orange circle, ...", is the only one that is a function of the image; the probe labels are
+each object's shape and whether it is on the left and on top.)
 
 The loss is the reconstruction error of both modalities from z:
 
@@ -36,25 +35,17 @@ import numpy as np
 import optax
 
 from mmjax.config_utils import ConfigError
-from mmjax.data import sources
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import BOS, EOS
+from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
 from mmjax.models import decoding
 from mmjax.models.autoencoder import MultimodalAutoencoder, autoencoder_text_decoder
-from mmjax.tasks.captioning import TOKENIZER_FILES, load_or_build_tokenizer
+from mmjax.models.build import build_model
+from mmjax.tasks.base import Task
+from mmjax.workdir import TOKENIZER_FILES
 
 SOURCES = ("joint", "from_image", "from_text")
 PROBE_ATTRIBUTES = ("shape", "left", "top")
-
-
-def probe_labels(objects: dict, image_size: int) -> np.ndarray:
-    """int32 [3 * 6]: shape, left (x < S/2) and top (y < S/2) of the object of each colour."""
-    order = np.argsort(np.asarray(objects["color"]))
-    center = np.asarray(objects["center"])[order]
-    half = image_size / 2
-    return np.concatenate(
-        [np.asarray(objects["shape"])[order], center[:, 0] < half, center[:, 1] < half]
-    ).astype(np.int32)
 
 
 def reconstruction_loss(
@@ -93,65 +84,53 @@ def reconstruction_loss(
     return loss, {"image_mse": image_mse, "text_ce": text_ce, "token_accuracy": correct}
 
 
-class AutoencodingTask:
+class AutoencodingTask(Task):
     """Glues a MultimodalAutoencoder built from `config.model` to its loss and predictions."""
 
-    def __init__(self, config):
-        self.config = config
-        self.data_config = config.data
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
         self.caption_index = config.data.caption_index
         self.max_len = config.data.max_text_len
         self.image_size = config.data.image_size
         self.image_weight = float(config.loss_weights.image)
         self.text_weight = float(config.loss_weights.text)
         self.probe_random_seed = int(config.probe_random_seed)
-        self._model_kwargs = config.model.to_dict()
-        try:
-            self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
-            MultimodalAutoencoder(
-                vocab_size=1, max_len=self.max_len, image_size=self.image_size, **self._model_kwargs
-            )
-        except TypeError as error:
-            raise ConfigError(f"config.model: {error}") from None
-        rates = self._model_kwargs.get("image_only_rate", 0.0) + self._model_kwargs.get(
-            "text_only_rate", 0.0
-        )
+        self._build_model(vocab_size=1)  # checks config.model before any data is read
+        rates = config.model.get("image_only_rate", 0.0) + config.model.get("text_only_rate", 0.0)
         if not 0.0 <= rates <= 1.0:
             raise ConfigError(
                 f"config.model.image_only_rate + text_only_rate = {rates} must lie in [0, 1]"
             )
         if not 0 <= self.caption_index < 5:
             raise ConfigError(f"config.data.caption_index={self.caption_index} must be in 0..4")
-        if config.tokenizer.kind not in TOKENIZER_FILES:
-            raise ConfigError(
-                f"config.tokenizer.kind={config.tokenizer.kind!r} is not one of "
-                f"{sorted(TOKENIZER_FILES)}"
-            )
+        tokenizer_kind(config)
         self.tokenizer = None
-        self.model = None
-        self.workdir = None
 
-    def prepare(self, workdir: str | None) -> None:
-        """Loads or builds the tokenizer (the captioning task's), builds the model, keeps workdir.
-
-        Called once the data exists; the model's vocabulary is the tokenizer's.
-        """
-        self.tokenizer = load_or_build_tokenizer(self.config, workdir)
-        self.workdir = workdir
-        self.model = MultimodalAutoencoder(
-            vocab_size=self.tokenizer.vocab_size,
+    def _build_model(self, vocab_size: int):
+        return build_model(
+            self.config.model,
+            "autoencoder",
+            vocab_size=vocab_size,
             max_len=self.max_len,
             image_size=self.image_size,
-            **self._model_kwargs,
         )
+
+    def prepare(self, saved) -> None:
+        """Loads or builds the caption tokenizer (`load_or_build_tokenizer`); builds the model."""
+        self.tokenizer = load_or_build_tokenizer(self.config, self.dataset, saved, "captions")
+        self.model = self._build_model(self.tokenizer.vocab_size)
+
+    def vocabularies(self) -> dict:
+        """The tokenizer, by workdir file name."""
+        return {TOKENIZER_FILES[self.config.tokenizer.kind]: self.tokenizer}
 
     @property
     def evaluator_context(self) -> dict:
-        """The tokenizer (to decode texts) and the workdir (for the reconstruction grids)."""
-        return {"tokenizer": self.tokenizer, "workdir": self.workdir}
+        """The tokenizer, to decode texts."""
+        return {"tokenizer": self.tokenizer}
 
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
-        """A decoded record -> {"image" uint8 [H, W, 3], "text" int32 [L], "probe_labels" [18]}.
+        """A decoded record -> {"image" uint8 [H, W, 3], "text" int32 [L], annotations...}.
 
         Raises DataError naming the record for an image that is not uint8 [S, S, 3] (S =
         data.image_size) or a caption that does not fit in data.max_text_len tokens.
@@ -169,11 +148,8 @@ class AutoencodingTask:
             text = self.tokenizer.encode(caption, self.max_len)
         except ValueError as error:
             raise DataError(f"{where}: {error}") from None
-        return {
-            "image": image,
-            "text": text,
-            "probe_labels": probe_labels(record["objects"], self.image_size),
-        }
+        # The dataset's annotations, e.g. the labels of the linear probe ("probe_labels").
+        return {"image": image, "text": text, **self.dataset.annotations(record)}
 
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""
@@ -255,13 +231,16 @@ class AutoencodingTask:
 
     def report(self, metrics: dict[str, float]) -> str:
         """A table of the headline test metrics, the mean-image baseline and the probes."""
-        mean_mse = mean_image_baseline(
-            sources.get_source(self.data_config, "train"),
-            sources.get_source(self.data_config, "test"),
-        )
+        test = self.config.evals.test.split if "test" in self.config.evals else "test"
+        mean_mse = mean_image_baseline(self.dataset.source("train"), self.dataset.source(test))
 
-        # Metrics arrive as "<eval name>/<metric>"; the eval names are the config's choice.
-        flat = {key.split("/", 1)[-1]: value for key, value in metrics.items()}
+        # Metrics arrive as "<eval name>/<metric>"; the eval names are the config's choice,
+        # and the validation split's are not what this table reports.
+        flat = {
+            key.split("/", 1)[-1]: value
+            for key, value in metrics.items()
+            if not key.startswith("validation/")
+        }
 
         def get(key):
             return flat.get(key, float("nan"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -20,13 +19,15 @@ import numpy as np
 import optax
 
 from mmjax.config_utils import ConfigError
-from mmjax.data import sources
+from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
-from mmjax.data.tokenizer import BOS, EOS, build_tokenizer, load_tokenizer
+from mmjax.data.tokenizer import BOS, EOS
+from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
 from mmjax.models import decoding
+from mmjax.models.build import build_model
 from mmjax.models.captioner import Captioner, captioner_decoder
-
-TOKENIZER_FILES = {"word": "tokenizer.json", "sentencepiece": "tokenizer.model"}
+from mmjax.tasks.base import Task, checked_image
+from mmjax.workdir import TOKENIZER_FILES
 
 
 def text_to_bytes(texts: list[str], size: int) -> np.ndarray:
@@ -43,53 +44,11 @@ def bytes_to_text(rows: np.ndarray) -> list[str]:
     return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in np.asarray(rows)]
 
 
-def _caption_texts(source) -> list[str]:
-    texts = []
-    for i in range(len(source)):
-        texts.extend(_as_str(c) for c in source[i]["captions"])
-    return texts
-
-
-def _as_str(text) -> str:
-    return text.decode() if isinstance(text, bytes) else str(text)
-
-
-def load_or_build_tokenizer(config, workdir: str | None, texts=None):
-    """The tokenizer of config.tokenizer: the workdir's, the dataset's own, or a new one.
-
-    In that order: the one saved in the workdir (a resumed run); the one a custom dataset was
-    prepared with (`mmjax.data.prepare`, when of the same kind); else one built from the
-    training captions, or from `texts()` when given. The result is saved in the workdir, so a
-    resumed or reloaded run decodes with the same ids. Every process builds the same tokenizer
-    from the same data; process 0 writes it, atomically.
-    """
-    kind = config.tokenizer.kind
-    path = os.path.join(workdir, TOKENIZER_FILES[kind]) if workdir else None
-    if path and os.path.exists(path):
-        return load_tokenizer(path)
-    provided = sources.dataset_file(config.data, TOKENIZER_FILES[kind])
-    if provided:
-        tokenizer = load_tokenizer(provided)
-    else:
-        options = {k: v for k, v in config.tokenizer.items() if k != "kind"}
-        if texts is None:
-            training = _caption_texts(sources.get_source(config.data, "train", images=False))
-        else:
-            training = texts()
-        tokenizer = build_tokenizer(kind, training, **options)
-    if path and jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        tokenizer.save(path + ".tmp")
-        os.replace(path + ".tmp", path)
-    return tokenizer
-
-
-class CaptioningTask:
+class CaptioningTask(Task):
     """Glues a Captioner built from `config.model` to its loss, decoding and metrics."""
 
-    def __init__(self, config):
-        self.config = config
-        self.data_config = config.data
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
         self.max_len = config.data.max_caption_len
         self.text_bytes = config.data.caption_text_bytes
         # Datasets whose images have different numbers of captions (COCO: 5 to 7) batch them
@@ -98,43 +57,33 @@ class CaptioningTask:
         self.captions_per_image = config.data.get("captions_per_image", None)
         self.label_smoothing = config.label_smoothing
         self.decoding = config.decoding.to_dict()
-        self._model_kwargs = config.model.to_dict()
-        try:
-            self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
-            Captioner(vocab_size=1, max_len=self.max_len, **self._model_kwargs)
-        except TypeError as error:
-            raise ConfigError(f"config.model: {error}") from None
+        self._build_model(vocab_size=1)  # checks config.model before any data is read
         method = self.decoding.get("method")
         if method not in ("greedy", "beam", "sample"):
             raise ConfigError(
                 f"config.decoding.method={method!r} is not one of ['beam', 'greedy', 'sample']"
             )
-        if config.tokenizer.kind not in TOKENIZER_FILES:
-            raise ConfigError(
-                f"config.tokenizer.kind={config.tokenizer.kind!r} is not one of "
-                f"{sorted(TOKENIZER_FILES)}"
-            )
+        tokenizer_kind(config)
         self.tokenizer = None
-        self.model = None
 
-    def prepare(self, workdir: str | None) -> None:
-        """Loads the workdir's tokenizer or builds it from the training captions; builds the model.
-
-        Called once the data exists; the model's vocabulary is the tokenizer's.
-        """
-        self.tokenizer = load_or_build_tokenizer(self.config, workdir)
-        self.model = Captioner(
-            vocab_size=self.tokenizer.vocab_size, max_len=self.max_len, **self._model_kwargs
+    def _build_model(self, vocab_size: int):
+        return build_model(
+            self.config.model, "captioner", vocab_size=vocab_size, max_len=self.max_len
         )
+
+    def prepare(self, saved) -> None:
+        """Loads or builds the caption tokenizer (`load_or_build_tokenizer`); builds the model."""
+        self.tokenizer = load_or_build_tokenizer(self.config, self.dataset, saved, "captions")
+        self.model = self._build_model(self.tokenizer.vocab_size)
+
+    def vocabularies(self) -> dict:
+        """The tokenizer, by workdir file name."""
+        return {TOKENIZER_FILES[self.config.tokenizer.kind]: self.tokenizer}
 
     @property
     def evaluator_context(self) -> dict:
         """What caption evaluators need from the task: the tokenizer that decodes predictions."""
         return {"tokenizer": self.tokenizer}
-
-    def _eval_split(self) -> str:
-        evals = self.config.get("evals", {})
-        return evals["test"].split if "test" in evals else "test"
 
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
         """A decoded record with "image" and "captions" -> one example (see module docstring).
@@ -145,10 +94,8 @@ class CaptioningTask:
         data.max_caption_len tokens.
         """
         where = f"record {record.get('id', '?')}"
-        image = np.asarray(record["image"])
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
-        texts = [_as_str(c) for c in record.get("captions", ())]
+        image = checked_image(record)
+        texts = [as_text(c) for c in record.get("captions", ())]
         if not texts:
             raise DataError(f"{where}: has no captions")
         rows = self.captions_per_image or len(texts)
@@ -162,11 +109,7 @@ class CaptioningTask:
         references = np.zeros((rows, self.text_bytes), np.uint8)
         references[: len(texts)] = text_to_bytes(texts, self.text_bytes)
         example = {"image": image, "captions": captions, "references": references}
-        if "objects" in record:  # a Sort-of-CLEVR scene: its objects, by colour, for scoring
-            objects = record["objects"]
-            order = np.argsort(objects["color"])
-            example["object_shape"] = np.asarray(objects["shape"], np.int32)[order]
-            example["object_center"] = np.asarray(objects["center"], np.int32)[order]
+        example.update(self.dataset.annotations(record))  # what the dataset's evaluators score
         return example
 
     def init_params(self, rng, batch):
@@ -240,9 +183,9 @@ class CaptioningTask:
 
     def report(self, metrics: dict[str, float]) -> str:
         """A table of the test caption metrics next to the most-frequent-caption baseline."""
+        test = self.config.evals.test.split if "test" in self.config.evals else "test"
         baseline = most_frequent_caption_baseline(
-            sources.get_source(self.data_config, "train", images=False),
-            sources.get_source(self.data_config, self._eval_split(), images=False),
+            self.dataset.source("train", images=False), self.dataset.source(test, images=False)
         )
         lines = [f"{'metric':<10}{'model':>10}{'most frequent caption':>24}", "-" * 44]
         for name, value in baseline.items():
@@ -260,9 +203,9 @@ def _metrics():
 
 def most_frequent_caption_baseline(train_records, test_records) -> dict[str, float]:
     """Caption metrics on test of always answering the most frequent training caption."""
-    counts = collections.Counter(_caption_texts(train_records))
+    counts = collections.Counter(as_text(c) for r in train_records for c in r["captions"])
     caption = min(counts, key=lambda text: (-counts[text], text))
     references = {
-        i: [_as_str(c) for c in test_records[i]["captions"]] for i in range(len(test_records))
+        i: [as_text(c) for c in test_records[i]["captions"]] for i in range(len(test_records))
     }
     return _metrics()(references, {i: caption for i in references})

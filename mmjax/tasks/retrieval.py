@@ -3,7 +3,7 @@
 One example is one image with all its captions: image uint8 [H, W, 3] and captions int32
 [R, L] (BOS ... EOS, 0 = padding; R = data.captions_per_image, an all-padding row is an absent
 caption). The word vocabulary is built from the training captions on the first run and saved in
-the workdir (`load_or_build_tokenizer`, shared with the captioning task).
+the workdir (`mmjax.data.vocabularies.load_or_build_tokenizer`).
 
 Training pairs. Each step pairs every image of the batch with ONE of its captions, drawn
 uniformly (among the real ones) from the step's rng, which the trainer derives from
@@ -41,10 +41,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmjax.config_utils import ConfigError
+from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
+from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
 from mmjax.models import contrastive, partitioning
+from mmjax.models.build import build_model
 from mmjax.models.dual_encoder import DualEncoder
-from mmjax.tasks.captioning import TOKENIZER_FILES, load_or_build_tokenizer
+from mmjax.tasks.base import Task, checked_image
+from mmjax.workdir import TOKENIZER_FILES
 
 LOSSES = ("sigmoid", "softmax")
 
@@ -91,43 +95,33 @@ def sample_captions(captions: jax.Array, rng) -> jax.Array:
     return jnp.take_along_axis(captions, choice[:, None, None], axis=1)[:, 0]
 
 
-def _as_str(text) -> str:
-    return text.decode() if isinstance(text, bytes) else str(text)
-
-
-class RetrievalTask:
+class RetrievalTask(Task):
     """Glues a DualEncoder built from `config.model` to a contrastive loss and embeddings."""
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
         self.max_len = config.data.max_caption_len
         self.captions_per_image = config.data.captions_per_image
         self.loss_kind = config.loss
         if self.loss_kind not in LOSSES:
             raise ConfigError(f"config.loss={self.loss_kind!r} is not one of {list(LOSSES)}")
-        if config.tokenizer.kind not in TOKENIZER_FILES:
-            raise ConfigError(
-                f"config.tokenizer.kind={config.tokenizer.kind!r} is not one of "
-                f"{sorted(TOKENIZER_FILES)}"
-            )
-        self._model_kwargs = config.model.to_dict()
-        try:
-            self._model_kwargs["dtype"] = jnp.dtype(self._model_kwargs.get("dtype", "float32"))
-            DualEncoder(vocab_size=1, max_len=self.max_len, **self._model_kwargs)
-        except TypeError as error:
-            raise ConfigError(f"config.model: {error}") from None
+        tokenizer_kind(config)
+        self._build_model(vocab_size=1)  # checks config.model before any data is read
         self.tokenizer = None
-        self.model = None
 
-    def prepare(self, workdir: str | None) -> None:
-        """Loads the workdir's tokenizer or builds it from the training captions; builds the model.
-
-        Called once the data exists; the model's vocabulary is the tokenizer's.
-        """
-        self.tokenizer = load_or_build_tokenizer(self.config, workdir)
-        self.model = DualEncoder(
-            vocab_size=self.tokenizer.vocab_size, max_len=self.max_len, **self._model_kwargs
+    def _build_model(self, vocab_size: int):
+        return build_model(
+            self.config.model, "dual_encoder", vocab_size=vocab_size, max_len=self.max_len
         )
+
+    def prepare(self, saved) -> None:
+        """Loads or builds the caption tokenizer (`load_or_build_tokenizer`); builds the model."""
+        self.tokenizer = load_or_build_tokenizer(self.config, self.dataset, saved, "captions")
+        self.model = self._build_model(self.tokenizer.vocab_size)
+
+    def vocabularies(self) -> dict:
+        """The tokenizer, by workdir file name."""
+        return {TOKENIZER_FILES[self.config.tokenizer.kind]: self.tokenizer}
 
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
         """A decoded record with "image" and "captions" -> {"image", "captions" [R, L]}.
@@ -138,10 +132,8 @@ class RetrievalTask:
         data.max_caption_len tokens.
         """
         where = f"record {record.get('id', '?')}"
-        image = np.asarray(record["image"])
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise DataError(f"{where}: image is {image.dtype}{list(image.shape)}, not uint8 HxWx3")
-        texts = [_as_str(c) for c in record.get("captions", ())][: self.captions_per_image]
+        image = checked_image(record)
+        texts = [as_text(c) for c in record.get("captions", ())][: self.captions_per_image]
         if not texts:
             raise DataError(f"{where}: has no captions")
         captions = np.zeros((self.captions_per_image, self.max_len), np.int32)

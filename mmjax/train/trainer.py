@@ -27,7 +27,7 @@ from jax.experimental import multihost_utils
 
 from mmjax import evaluators
 from mmjax.config_utils import ConfigError
-from mmjax.data import pipeline, sources
+from mmjax.data import pipeline
 from mmjax.models import partitioning
 from mmjax.train import sharding
 from mmjax.train.checkpoints import Checkpointer
@@ -35,6 +35,7 @@ from mmjax.train.metric_writers import MetricWriter
 from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from mmjax.train.progress import Progress
 from mmjax.train.state import TrainState
+from mmjax.workdir import Workdir
 
 
 class _StopSignal:
@@ -87,15 +88,19 @@ def _scalars(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
-    """Trains `task` per `config` in `workdir` (resuming if possible); returns final evals."""
+def train_and_evaluate(config, workdir: Workdir, task) -> dict[str, float]:
+    """Trains `task` per `config` in `workdir` (resuming if possible); returns final evals.
+
+    Evaluations run every `config.evals.<name>.every` steps (0: only at the end) and all of
+    them once at the end.
+    """
     # ---------------------------------------------------------------- mesh and data
     mesh = make_mesh(config)
     check_batch_sizes(config, mesh)
     process, processes = jax.process_index(), jax.process_count()
     local_batch = config.batch_size // processes
 
-    train_source = sources.get_source(config.data, "train")
+    train_source = task.dataset.source("train")
     train_iter = iter(
         pipeline.train_dataset(
             train_source,
@@ -110,9 +115,12 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     )
     eval_setups = {}
     for name, ev in config.evals.items():
-        source = sources.get_source(config.data, ev.split)
+        source = task.dataset.source(ev.split)
         eval_setups[name] = (
-            evaluators.build_evaluator(name, ev.to_dict(), getattr(task, "evaluator_context", {})),
+            # The workdir is for evaluators that write files (e.g. reconstruction grids).
+            evaluators.build_evaluator(
+                name, ev.to_dict(), {"workdir": workdir.path, **task.evaluator_context}
+            ),
             pipeline.eval_dataset(
                 source, task.preprocess, ev.batch_size // processes, process, processes
             ),
@@ -134,7 +142,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     )
 
     # ---------------------------------------------------------------- restore
-    checkpointer = Checkpointer(f"{workdir}/checkpoints", keep=config.keep_checkpoints)
+    checkpointer = Checkpointer(workdir.checkpoints, keep=config.keep_checkpoints)
     try:
         restored = checkpointer.restore_latest(abstract)
     except BaseException:
@@ -153,7 +161,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
     train_step, predict = steps.train_step, steps.predict
 
     # ---------------------------------------------------------------- the loop
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir.path)
 
     def evaluate(step: int, names) -> dict[str, float]:
         results = {}
@@ -222,7 +230,7 @@ def train_and_evaluate(config, workdir: str, task) -> dict[str, float]:
                     logging.warning("%s received: saved step %d, exiting", stop.received, step)
                     writer.close()
                     raise SystemExit(0)
-                due = [name for name, ev in config.evals.items() if step % ev.every == 0]
+                due = [n for n, ev in config.evals.items() if ev.every and step % ev.every == 0]
                 if due and step < total:
                     evaluate(step, due)
     finally:

@@ -1,6 +1,7 @@
 r"""Write a folder of images and a JSONL file, as a user's own data would come, for the tutorial.
 
-  python -m mmjax.projects.sort_of_clevr.make_image_folder --output=my_photos --num_images=1000 [--questions]
+  python -m mmjax.projects.sort_of_clevr.make_image_folder --output=my_photos --num_images=1000 \
+      [--questions]
 
 Writes my_photos/images/scene_<i>.png (Sort-of-CLEVR scenes, 75x75 PNG) and
 my_photos/data.jsonl: one line per image with its 5 captions, and with --questions also one line

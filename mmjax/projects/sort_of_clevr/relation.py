@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -179,6 +179,7 @@ class RelationNetwork(nn.Module):
       param_dtype: parameter dtype.
     """
 
+    question_input: ClassVar[str] = "question_code"  # the example key the model reads
     num_answers: int = 10
     channels: Sequence[int] = (24, 24, 24, 24)
     norm_groups: int = 8
@@ -223,6 +224,7 @@ class CNNMLP(nn.Module):
       param_dtype: parameter dtype.
     """
 
+    question_input: ClassVar[str] = "question_code"  # the example key the model reads
     num_answers: int = 10
     channels: Sequence[int] = (24, 24, 24, 24)
     norm_groups: int = 8
@@ -263,6 +265,7 @@ class QuestionOnlyMLP(nn.Module):
       param_dtype: parameter dtype.
     """
 
+    question_input: ClassVar[str] = "question_code"  # the example key the model reads
     num_answers: int = 10
     f_widths: Sequence[int] = (256, 256)
     dropout_rate: float = 0.5
@@ -282,11 +285,3 @@ class QuestionOnlyMLP(nn.Module):
             name="f",
         )(questions.astype(self.dtype), train)
         return logits, {"pre_logits": hidden}
-
-
-# config.model.name -> the model class; each reads the question code (batch["question_code"]).
-CODE_MODELS = {
-    "relation_network": RelationNetwork,
-    "cnn_mlp": CNNMLP,
-    "question_only": QuestionOnlyMLP,
-}

@@ -15,6 +15,8 @@ import json
 import math
 import os
 
+from mmjax.workdir import METRICS, read_metrics
+
 SUBTYPES = ("shape", "left", "top", "closest", "furthest", "count")
 COLUMNS = (*SUBTYPES, "non_relational", "relational")
 # The issue's target for the multimodal transformer: the RN's published level.
@@ -53,15 +55,10 @@ def _records(path: str) -> list[dict]:
     """metrics.jsonl, one record per step (the last written wins: a resumed run redoes steps)."""
     by_step: dict[tuple[int, bool], dict] = {}
     try:
-        with open(path) as f:
-            lines = f.readlines()
+        records = read_metrics(path)  # leaves out a line cut short by a kill
     except FileNotFoundError:
         return []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    for record in records:
         is_train = any(k.startswith("train/") for k in record)
         by_step[(record["step"], is_train)] = record
     return [by_step[k] for k in sorted(by_step)]
@@ -95,7 +92,7 @@ def summarize(run_dir: str) -> dict:
     """
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    records = _records(os.path.join(run_dir, "metrics.jsonl"))
+    records = _records(os.path.join(run_dir, METRICS))
     minutes = training_minutes(records)
     steps_per_epoch = config["data"]["num_train"] / config["batch_size"]
     evals = []

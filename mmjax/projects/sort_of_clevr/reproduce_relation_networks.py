@@ -1,8 +1,9 @@
 r"""Reproduces Santoro et al. 2017 on Sort-of-CLEVR: RN, CNN+MLP, question-only, transformer.
 
-  python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks --workdir=runs/relation_networks \
-      [--epochs=relation_network=10,cnn_mlp=40] [--g_width=64] [--models=cnn_mlp,...] \
-      [--parallel=1] [--out=mmjax/projects/sort_of_clevr/results/relation_networks] [--dry_run] [--report] \
+  python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks \
+      --workdir=runs/relation_networks [--epochs=relation_network=10,cnn_mlp=40] [--g_width=64] \
+      [--models=cnn_mlp,...] [--parallel=1] \
+      [--out=mmjax/projects/sort_of_clevr/results/relation_networks] [--dry_run] [--report] \
       [--config_args=num_train=...] [--config.a.b=value ...]
 
 Each model runs as its own `python -m mmjax.main` process in `workdir/<run>` (the RN's run
@@ -160,9 +161,9 @@ def _data_config(config_args: str, common):
 
 def prepare_data(config_args: str, common) -> None:
     """Builds the dataset once, before runs that would each build it at the same time."""
-    from mmjax.data import sources
+    from mmjax.data.datasets import get_dataset
 
-    sources.prepare(_data_config(config_args, common))
+    get_dataset(_data_config(config_args, common)).prepare()
 
 
 def question_only_majority(config_args: str, common):
@@ -171,13 +172,12 @@ def question_only_majority(config_args: str, common):
     The baseline answers each (colour, subtype) with its most frequent training answer: the
     best a model that ignores the image can do.
     """
-    from mmjax.data import sources
-    from mmjax.tasks.vqa import question_only_baseline
+    from mmjax.data.datasets import get_dataset
 
     data = _data_config(config_args, common)
-    sources.prepare(data)
-    train, test = sources.get_source(data, "train"), sources.get_source(data, "test")
-    return question_only_baseline(train, test), data
+    dataset = get_dataset(data)
+    dataset.prepare()
+    return dataset.answer_baseline("test")[1], data
 
 
 def write_report(flags, common, jobs, argv) -> list[str]:

@@ -7,7 +7,11 @@ questions (10 non-relational, then 10 relational) in three forms (structured fie
 
 Everything is a deterministic function of a `np.random.Generator`; `scene_rng` derives that
 generator from (seed, split, index) so any scene of any split can be regenerated on its own.
-This module imports no TFDS; `sort_of_clevr_tfds` stores its output as a TFDS dataset.
+There are three splits, each its own seed stream: "train" (9800 scenes by default), "validation"
+(200 by default) and "test" (200 by default). Design choices and evaluations during training
+use the validation split; the test split is scored once, at the end. Adding the validation
+split left every train and test scene bit-for-bit as it was for the same seed.
+This module imports no TFDS; `tfds_builder` stores its output as a TFDS dataset.
 """
 
 from collections.abc import Iterator
@@ -26,7 +30,8 @@ COLOR_NAMES: tuple[str, ...] = tuple(name for name, _ in COLORS)
 SHAPES: tuple[str, ...] = ("square", "circle")
 ANSWERS: tuple[str, ...] = ("yes", "no", "square", "circle", "1", "2", "3", "4", "5", "6")
 SUBTYPES: tuple[str, ...] = ("shape", "left", "top", "closest", "furthest", "count")
-SPLITS: tuple[str, ...] = ("train", "test")
+# A split's position here seeds its scenes (see `scene_rng`): append new splits, never reorder.
+SPLITS: tuple[str, ...] = ("train", "test", "validation")
 
 NUM_OBJECTS = 6
 NUM_QUESTIONS = 20
@@ -230,10 +235,11 @@ def generate_scene(rng: np.random.Generator, image_size: int = 75) -> dict:
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """Returns the generator of scene `index` of `split` ("train" or "test") under `seed`.
+    """Returns the generator of scene `index` of `split` (one of `SPLITS`) under `seed`.
 
-    Seeding with the tuple (seed, split id, index) gives every scene its own independent stream,
-    so train and test never overlap and a scene can be rebuilt without its predecessors.
+    Seeding with the tuple (seed, split id, index), the split id being its position in `SPLITS`
+    (train 0, test 1, validation 2), gives every scene its own independent stream, so train,
+    validation and test never overlap and a scene can be rebuilt without its predecessors.
     """
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
@@ -241,6 +247,10 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def generate_split(
     seed: int, num_images: int, image_size: int = 75, split: str = "train"
 ) -> Iterator[dict]:
-    """Yields `num_images` scenes of `split` in index order; scene i is built by `scene_rng`."""
+    """Yields `num_images` scenes of `split` in index order; scene i is built by `scene_rng`.
+
+    `split` is "train", "validation" (tune and evaluate during training on it) or "test"
+    (scored once, at the end).
+    """
     for index in range(num_images):
         yield generate_scene(scene_rng(seed, split, index), image_size)

@@ -34,7 +34,9 @@ import math
 import ml_collections
 
 from mmjax.config_utils import choose, parse_arg
-from mmjax.data.catalog import data_config, sort_of_clevr_eval
+from mmjax.data.catalog import data_config
+from mmjax.projects.sort_of_clevr.dataset import data_entries
+from mmjax.projects.sort_of_clevr.evals import answer_evals
 
 IMAGES_PER_BATCH = 4  # x 20 questions = 80 questions per step
 SIZES = {
@@ -76,10 +78,10 @@ def get_config(arg=None):
         "sort_of_clevr",
         "",
         75,
-        arg.num_train,
-        arg.num_test,
+        **data_entries(num_train=arg.num_train, num_test=arg.num_test),
         max_question_len=16,
     )
+    config.tokenizer = dict(kind="word")  # the template tokenizer the dataset fixes
 
     model = dict(name=arg.model, f_widths=size["f_widths"], dropout_rate=0.5, dtype="float32")
     if arg.model != "question_only":
@@ -114,10 +116,9 @@ def get_config(arg=None):
     config.keep_checkpoints = 2
     config.on_nonfinite = "stop"
 
-    config.evals = ml_collections.ConfigDict()
     # 10 images: 200 questions, 625 pairs each, through g at once in the RN.
     every = max(1, steps_per_epoch // arg.evals_per_epoch)
-    config.evals.test = sort_of_clevr_eval(batch_size=10, every=every)
+    config.evals = answer_evals(batch_size=10, every=every)
     return config
 
 

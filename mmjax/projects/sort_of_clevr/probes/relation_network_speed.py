@@ -1,7 +1,7 @@
 r"""Seconds per training step of the Relation Network on this machine, by variant.
 
-  python -m mmjax.projects.sort_of_clevr.probes.relation_network_speed [--variants=256,f,float32/256,d,float32/...]
-      [--images=4] [--steps=5]
+  python -m mmjax.projects.sort_of_clevr.probes.relation_network_speed \
+      [--variants=256,f,float32/256,d,float32/...] [--images=4] [--steps=5]
 
 A variant is `g_width,f|d,dtype`: g's width, its first layer factorised (f) or the direct
 concatenation (d), and the compute dtype. Each variant's jit-compiled Adam step runs on

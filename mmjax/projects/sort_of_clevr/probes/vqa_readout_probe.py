@@ -33,13 +33,14 @@ accuracy at steps 500, 750, 1,000): gated-patch 75 / 48, 87 / 54, 92 / 53 (shape
 against gated-conv 53 / 48, 56 / 49, 56 / 44 (shape at chance throughout). gated-patch with
 words instead of the code reaches 87 / 54 at 750 too. Relational stays low: the summed readout
 cannot compare two objects, and count never leaves the majority answer by 1,000 steps.
-  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=gated --features=patch --steps=1000
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=gated --features=patch \
+      --steps=1000
 
 `--readout=model` trains the VQA transformer of configs/vqa_transformer.py (default size) on
 the question's words instead, with `--model` (JSON) overriding its config.model entries; the
 README's VQA ablations were measured so, 4,000 steps each, with `"head_dim": 128`:
-  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=model --steps=4000 --every=1000 \
-      --model='{"patch_kernel": 0, "depth": 4}'
+  python -m mmjax.projects.sort_of_clevr.probes.vqa_readout_probe --readout=model --steps=4000 \
+      --every=1000 --model='{"patch_kernel": 0, "depth": 4}'
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ import optax
 from absl import app, flags
 
 from mmjax.config_loader import load_config_file
+from mmjax.data.datasets import get_dataset
 from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.image import append_coordinates, normalize_images
 from mmjax.models.vqa import VQATransformer
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
-from mmjax.projects.sort_of_clevr import sources
 
 flags.DEFINE_enum(
     "readout", "gated", ["summed", "gated", "flat", "model"], "How cells meet the question."
@@ -89,8 +90,9 @@ def load_split(data_dir: str, split: str) -> dict[str, np.ndarray]:
         dict(name="sort_of_clevr", data_dir=data_dir, num_train=9800, num_test=200)
     )
     config.update(image_size=75, dataset_seed=0, build_if_missing=True)
-    sources.prepare(config)
-    source = sources.get_source(config, split)
+    dataset = get_dataset(config)
+    dataset.prepare()
+    source = dataset.raw_source(split)  # answers as ids
     tokenizer = sort_of_clevr_question_tokenizer()
     records = [source[i] for i in range(len(source))]
     texts = {t for r in records for t in r["questions"]["text"]}

@@ -1,0 +1,151 @@
+"""The dataset contract: what a task, an evaluator or predict may know of a dataset.
+
+A dataset is a `Dataset` subclass registered by name (`mmjax.registry.DATASETS`), built from
+`config.data` (`data.name` picks it). Tasks read records through `source(split)` in the
+common layout
+
+  "id": int; "image": uint8 [H, W, 3];
+  "captions": list of str (captioning, retrieval and autoencoding datasets);
+  "questions": {"text": list of str, "answer": list of str, <field>: list ...} (VQA datasets),
+
+and take from the dataset, never from a module of a particular dataset, its splits, the
+tokenizer or answer set it fixes, the extra per-question arrays its evaluators slice by, the
+annotations its evaluators score, and its baseline. Every hook has a neutral default here, so a
+new dataset implements `prepare` and `source` and overrides only what it has.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mmjax.data.errors import DataError
+from mmjax.registry import DATASETS
+
+
+class Dataset:
+    """Base class of every dataset (see the module docstring).
+
+    Attributes:
+      splits: the split names.
+      validation_split: the split evaluated during training and used for design choices.
+      test_split: the split scored once, at the end of a run.
+      question_fields: example key -> (key in the record's "questions", NumPy dtype): extra
+        per-question arrays a VQA example carries, e.g. a question type to slice accuracy by
+        ({} by default). Padding rows hold -1 (integers) or 0.
+    """
+
+    splits: tuple[str, ...] = ("train", "validation", "test")
+    validation_split: str = "validation"
+    test_split: str = "test"
+    question_fields: dict[str, tuple[str, type]] = {}
+
+    def __init__(self, data_config):
+        self.config = data_config
+        self.name = data_config.name
+        self.data_dir = os.path.abspath(os.path.expanduser(data_config.get("data_dir", "")))
+
+    @classmethod
+    def eval_splits(cls, name: str) -> tuple[str, str]:
+        """(validation split, test split) of the dataset registered as `name`."""
+        del name
+        return cls.validation_split, cls.test_split
+
+    def prepare(self) -> None:
+        """Builds the dataset if it can be built here and is missing, else checks it is there.
+
+        Raises ConfigError saying how to get a dataset that is missing.
+        """
+
+    def source(self, split: str, images: bool = True):
+        """Random access (len, [i] -> record) to `split`, as a `CheckedSource`.
+
+        images=False may leave the images out, for reading only the text (a vocabulary).
+        """
+        raise NotImplementedError
+
+    def provided_tokenizer(self, kind: str, field: str):
+        """The tokenizer of `kind` the dataset fixes for its `field` texts, or None.
+
+        `field` is "captions" or "questions"; with None a tokenizer is built from the training
+        split.
+        """
+        del kind, field
+        return None
+
+    def provided_answers(self) -> list[str] | None:
+        """The answer set the dataset fixes, most frequent first (ids in this order), or None."""
+        return None
+
+    def annotations(self, record: dict) -> dict[str, np.ndarray]:
+        """Per-example arrays the dataset's own evaluators score (e.g. object layouts); {}."""
+        del record
+        return {}
+
+    def answer_baseline(self, split: str) -> tuple[str, dict[str, float]]:
+        """(its name, accuracy per row on `split`) of a model that ignores the image.
+
+        Rows are "overall" and, for datasets that slice by question type, one per slice. The
+        default answers every question with the most frequent training answer.
+        """
+        from mmjax.data.answers import normalize_answer
+
+        def answers(records):
+            return [normalize_answer(str(a)) for r in records for a in r["questions"]["answer"]]
+
+        counts: dict[str, int] = {}
+        for answer in answers(self.source("train", images=False)):
+            counts[answer] = counts.get(answer, 0) + 1
+        if not counts:
+            raise DataError(f"{self.name} train has no answers")
+        best = min(counts, key=lambda a: (-counts[a], a))
+        hits = [a == best for a in answers(self.source(split, images=False))]
+        return "most frequent answer", {"overall": float(np.mean(hits)) if hits else np.nan}
+
+    def known_questions(self) -> list[str] | None:
+        """Every question the dataset can ask, when it has a closed set (templates); else None."""
+        return None
+
+
+def as_text(text) -> str:
+    """`text` (str or UTF-8 bytes, as TFDS decodes strings) as str."""
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+def get_dataset(data_config) -> Dataset:
+    """The registered dataset named by `data_config.name`, built from `data_config`."""
+    return DATASETS.get(data_config.name)(data_config)
+
+
+class CheckedSource:
+    """Wraps a random-access source so that an unreadable record raises a DataError naming it.
+
+    `len(source)` and `source[i]` as in the wrapped source; `transform(record, index)`, when
+    given, maps each raw record to the common layout.
+    """
+
+    def __init__(self, source, name: str, hint: str, transform=None):
+        self._source = source
+        self.name = name
+        self.hint = hint
+        self._transform = transform
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name} has {len(self)} records, no record {index}")
+        try:
+            record = self._source[index]
+        except Exception as error:  # noqa: BLE001 - whatever the decoder raised, name the record
+            detail = str(error).splitlines()[0][:200] if str(error) else ""
+            raise DataError(
+                f"{self.name} record {index} is corrupt ({type(error).__name__}: {detail})"
+                + self.hint
+            ) from None
+        return record if self._transform is None else self._transform(record, index)

@@ -1,0 +1,74 @@
+"""A run's tokenizer and answer vocabulary.
+
+Each is read back from the run's workdir, else fixed by the dataset, else built from the
+training split, in that order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from mmjax.config_utils import ConfigError
+from mmjax.data.answers import AnswerVocabulary
+from mmjax.data.datasets import as_text
+from mmjax.data.errors import DataError
+from mmjax.data.tokenizer import build_tokenizer, load_tokenizer
+from mmjax.workdir import ANSWERS_FILE, TOKENIZER_FILES
+
+
+def tokenizer_kind(config) -> str:
+    """config.tokenizer.kind, checked; ConfigError naming the known kinds."""
+    kind = config.tokenizer.kind
+    if kind not in TOKENIZER_FILES:
+        raise ConfigError(f"config.tokenizer.kind={kind!r} is not one of {sorted(TOKENIZER_FILES)}")
+    return kind
+
+
+def training_texts(dataset, field: str) -> Callable[[], list[str]]:
+    """() -> the texts of `field` ("captions" or "questions") in the training split."""
+
+    def read() -> list[str]:
+        train = dataset.source("train", images=False)
+        if field == "captions":
+            return [as_text(t) for record in train for t in record["captions"]]
+        return [as_text(t) for record in train for t in record["questions"]["text"]]
+
+    return read
+
+
+def load_or_build_tokenizer(config, dataset, saved, field: str):
+    """The tokenizer of config.tokenizer for the `field` texts of `dataset`.
+
+    The one saved in `saved` (a Workdir, when resuming or predicting); else the one the dataset
+    fixes (`Dataset.provided_tokenizer`); else one built from the training split with
+    config.tokenizer's other keys as options.
+    """
+    kind = tokenizer_kind(config)
+    if saved is not None and os.path.exists(saved.file(TOKENIZER_FILES[kind])):
+        return load_tokenizer(saved.file(TOKENIZER_FILES[kind]))
+    provided = dataset.provided_tokenizer(kind, field)
+    if provided is not None:
+        return provided
+    options = {k: v for k, v in config.tokenizer.items() if k != "kind"}
+    return build_tokenizer(kind, training_texts(dataset, field)(), **options)
+
+
+def load_or_build_answers(config, dataset, saved) -> AnswerVocabulary:
+    """The VQA answer vocabulary, at most data.max_answers (0: all) answers.
+
+    The one saved in `saved`; else the dataset's own (`Dataset.provided_answers`, most
+    frequent first); else the most frequent training answers.
+    """
+    if saved is not None and os.path.exists(saved.file(ANSWERS_FILE)):
+        return AnswerVocabulary.load(saved.file(ANSWERS_FILE))
+    limit = config.data.get("max_answers", 0)
+    provided = dataset.provided_answers()
+    if provided is not None:
+        return AnswerVocabulary(list(provided)[: limit or None])
+    train = dataset.source("train", images=False)
+    answers = (as_text(a) for record in train for a in record["questions"]["answer"])
+    try:
+        return AnswerVocabulary.build(answers, max_size=limit)
+    except ValueError:
+        raise DataError(f"{dataset.name} train has no non-empty answers") from None
