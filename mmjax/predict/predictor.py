@@ -130,6 +130,19 @@ class Predictor:
                 f"task {self.task_name!r}"
             )
 
+    def predict(self, record: dict) -> dict[str, np.ndarray]:
+        """The task's own predictions for one record, as the evaluators see them.
+
+        `record` is in the dataset's common layout (its "image" a path or an array); it goes
+        through `task.preprocess` as a training record would. Returns the task's prediction
+        arrays for that one example (the batch axis removed). Works for any task, including
+        one a project registered.
+        """
+        example = self.task.preprocess(dict(record, image=self.image(record["image"])))
+        batch = jax.tree.map(lambda x: np.asarray(x)[None], example)
+        out = jax.device_get(self._predict(self.params, batch))
+        return jax.tree.map(lambda x: np.asarray(x)[0], out)
+
     def encode_question(self, question: str) -> np.ndarray:
         """A question as the VQA pipeline encodes it: int32 [L] (`encode_text`)."""
         self._require("vqa", "answering a question")
