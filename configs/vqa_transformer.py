@@ -109,7 +109,6 @@ def get_config(arg=None):
         question_fusion="pooled",
         question_depth=0,
         condition_image="none",
-        head="question_token",
         head_dim=None,
         # Each question's look-ups at the image are biased by the distance from where its colour
         # word points (WordPointer): relational test accuracy 98.3% instead of 80.3%.

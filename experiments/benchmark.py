@@ -115,7 +115,7 @@ NOTES = {
     "one is the machine's practical peak; the thin one has the default VQA model's width (64): "
     "what XLA reaches on the matmuls the small models are made of. The train steps' "
     "utilisation divides by the square matmul timed again in turns with each step.",
-    "train_step": "The trainer's jitted step (`mmjax.train.trainer.compile_steps`) on a "
+    "train_step": "The trainer's jitted step (`mmjax.train.steps.compile_steps`) on a "
     "constant batch of real examples, run as the loop runs it (the next step dispatched before "
     "the previous one is waited for). FLOPs are XLA's cost analysis of the compiled step; "
     "`of ceiling` is the achieved FLOP/s over the 2048^2 matmul's, the two timed in turns so "
@@ -133,7 +133,7 @@ NOTES = {
 
 
 class Results:
-    """Prints each measurement as a JSON line and keeps RESULTS.md up to date with them.
+    """Prints each measurement as a JSON line and keeps the results page up to date with them.
 
     The file is rewritten after every line, marked incomplete until `finish`, so a run
     stopped early (Ctrl-C on a busy machine) still leaves the tables of what it measured.
@@ -150,13 +150,13 @@ class Results:
         os.replace(self.path + ".tmp", self.path)
 
     def emit(self, line: dict) -> None:
-        """Prints `line` and adds it to RESULTS.md."""
+        """Prints `line` and adds it to the results page."""
         self.lines.append(line)
         print(json.dumps(line), flush=True)
         self._write(complete=False)
 
     def finish(self) -> None:
-        """Writes RESULTS.md without the incomplete mark."""
+        """Writes the results page without the incomplete mark."""
         self._write(complete=True)
         print(f"wrote {self.path}", file=sys.stderr)
 
@@ -228,7 +228,7 @@ def run(plan: Plan, full: bool, results: Results) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parses the flags, runs the benchmark and writes RESULTS.md."""
+    """Parses the flags, runs the benchmark and writes the results page (--results)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="VQA only, fewer repetitions")
     parser.add_argument("--full", action="store_true", help="also time to 94%% relational")

@@ -1,4 +1,4 @@
-"""The benchmark's JSON lines as RESULTS.md: one table per section, then the goals.
+"""The benchmark's JSON lines as its results page: one table per section, then the goals.
 
 A line is a flat dict with a `section`; `SECTIONS` names the fields each section's table
 shows (and so the fields every line of that section must have), `GOALS` what the issue asks
@@ -206,7 +206,7 @@ GOALS = [
         "{:+.1%}",
     ),
     Goal(
-        "94% relational test accuracy in <= 60 minutes",
+        "94% relational validation accuracy in <= 60 minutes",
         "time_to_accuracy",
         lambda lines: _first(lines, "minutes", reached=True),
         lambda v: v <= 60.0,
@@ -241,7 +241,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render(
     lines: list[dict], command: str, machine: str, notes: dict[str, str], complete: bool = True
 ) -> str:
-    """RESULTS.md for `lines`: the command, the machine, the goals, one table per section.
+    """The results page for `lines`: the command, the machine, the goals, one table per section.
 
     Args:
       lines: the benchmark's measurements (dicts with a `section`).

@@ -1,6 +1,6 @@
 """Train-step speed of each task's default config: time, examples/s, FLOPs and utilisation.
 
-The step is the trainer's own (`mmjax.train.trainer.compile_steps`), on the config's mesh and
+The step is the trainer's own (`mmjax.train.steps.compile_steps`), on the config's mesh and
 shardings, fed one constant batch of real training examples.
 """
 
@@ -14,10 +14,10 @@ import jax
 import numpy as np
 
 from experiments.benchmarks.timing import interleaved_medians, matmul, xla_flops
-from mmjax import tasks
 from mmjax.config_loader import load_config
-from mmjax.data import sources
-from mmjax.train import sharding, trainer
+from mmjax.experiment import Experiment
+from mmjax.train import sharding
+from mmjax.train import steps as steps_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,7 +55,7 @@ class StepSetup:
     task: object
     mesh: jax.sharding.Mesh
     source: object
-    steps: trainer.CompiledSteps
+    steps: steps_module.CompiledSteps
     train_step: Callable
     state: object
     batch: dict
@@ -78,23 +78,23 @@ class StepSetup:
 
 
 def setup(name: str, overrides: list[str] | None = None) -> StepSetup:
-    """Builds the default config of task `name` (with `overrides`) up to a ready train state."""
+    """Builds the default config of task `name` (with `overrides`) up to a ready train state.
+
+    The run is assembled as `mmjax.main` assembles it (`Experiment.assemble`), its tokenizers
+    kept in memory only.
+    """
     spec, example = TASK_CONFIGS[name]
     config = load_config(os.path.join(REPO, spec), overrides or [])
-    task = tasks.build_task(config)
-    sources.prepare(config.data)
-    if hasattr(task, "prepare"):
-        task.prepare(None)  # a tokenizer built from the data, kept in memory only
-    mesh = trainer.make_mesh(config)
-    trainer.check_batch_sizes(config, mesh)
-    source = sources.get_source(config.data, "train")
-    examples = [task.preprocess(source[i]) for i in range(config.batch_size)]
-    local = jax.tree.map(lambda *xs: np.stack(xs), *examples)
-    batch = sharding.global_batch(local, mesh)
-    steps = trainer.compile_steps(config, task, mesh, batch)
+    experiment = Experiment.assemble(config)
+    mesh = experiment.mesh()
+    batch = sharding.global_batch(experiment.local_batch(config.batch_size), mesh)
+    steps = steps_module.compile_steps(config, experiment.task, mesh, batch)
     state = steps.init_state()
     train_step = steps.train_step.lower(state, batch).compile()
-    return StepSetup(name, example, config, task, mesh, source, steps, train_step, state, batch)
+    source = experiment.dataset.source("train")
+    return StepSetup(
+        name, example, config, experiment.task, mesh, source, steps, train_step, state, batch
+    )
 
 
 CEILING = (2048, 2048, 2048)  # the matmul whose FLOP/s is the utilisation's denominator

@@ -9,7 +9,7 @@ same (image, question) pairs: our step's 8 images x 20 questions are 160 ViLT ex
 image repeated for each of its questions. ViLT trains with cross-entropy on its answer
 logits, AdamW and gradient clipping at 1.0, as ours does.
 
-Differences the architectures impose (stated in RESULTS.md): our default stem embeds each
+Differences the architectures impose (stated in the results): our default stem embeds each
 5x5 patch from the 15x15-pixel window around it and keeps only the 64 patches of the objects,
 ViLT's projects every patch (+ a [CLS] image token); our question enters the fusion as one
 token, the mean of its word embeddings, and the image tokens (which do not attend to text)

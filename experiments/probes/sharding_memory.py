@@ -19,24 +19,21 @@ import json  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mmjax import tasks  # noqa: E402
 from mmjax.config_loader import load_config  # noqa: E402
-from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr  # noqa: E402
+from mmjax.experiment import Experiment  # noqa: E402
 from mmjax.train import sharding  # noqa: E402
 from mmjax.train.optimizer import make_optimizer  # noqa: E402
-from mmjax.train.trainer import init_train_state, state_bytes  # noqa: E402
+from mmjax.train.steps import init_train_state, state_bytes  # noqa: E402
 
 
 def main():
     """Prints {"layout": MiB per device, ...} for the config's model."""
     spec = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), None)
     config = load_config(spec or "configs/vqa_transformer.py", [])
-    task = tasks.build_task(config)
-    scene = next(iter(sort_of_clevr.generate_split(0, 1, config.data.image_size, "train")))
-    example = task.preprocess(dict(scene, id=0))
-    batch = jax.tree.map(lambda x: np.stack([x] * config.batch_size), example)
+    experiment = Experiment.assemble(config)
+    batch = experiment.local_batch(config.batch_size)
     optimizer = make_optimizer(config.optim, config.total_steps)
-    init = functools.partial(init_train_state, task, optimizer)
+    init = functools.partial(init_train_state, experiment.task, optimizer)
     abstract = jax.eval_shape(init, jax.random.key_data(jax.random.key(0)), batch)
     n = len(jax.devices())
     layouts = {

@@ -4,6 +4,7 @@ An evaluator is built from the keyword arguments of its config entry (less the k
 trainer reads: type, split, batch_size, every) and scores (batch, predictions) pairs.
 """
 
+from mmjax.config_utils import ConfigError
 from mmjax.registry import EVALUATORS
 
 TRAINER_KEYS = ("type", "split", "batch_size", "every")
@@ -16,6 +17,8 @@ def build_evaluator(name: str, eval_config: dict, context: dict | None = None):
     takes the entries named in its CONTEXT tuple.
     """
     kind = eval_config.get("type")
+    if kind not in EVALUATORS:  # the registry's message would say "evals.<name>", not `name`
+        raise ConfigError(f"evals.{name}.type={kind!r} is not one of {EVALUATORS.names()}")
     evaluator_class = EVALUATORS.get(kind)
     kwargs = {k: v for k, v in eval_config.items() if k not in TRAINER_KEYS}
     for key in getattr(evaluator_class, "CONTEXT", ()):

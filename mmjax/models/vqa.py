@@ -64,12 +64,6 @@ class VQATransformer(nn.Module):
       remat: recompute the fusion blocks' activations in the backward pass (less memory).
       scan_layers: run the fusion blocks as one `nn.scan` (parameters stacked under
         "fusion/blocks"; compiles once for any depth).
-      head: "question_token": the answer MLP reads each question's fused token; "token_pairs":
-        an MLP g runs on every (image token, question token) pair, its outputs are summed over
-        the image tokens and the answer MLP reads the sum (the readout of a relation network,
-        over single tokens). g sees each image token jointly with the question, so selecting
-        "the red object" is a learned conjunction rather than an attention lookup that has to
-        emerge first; it costs B * Q * N * head_dim^2 multiply-adds, small next to the encoder.
       head_dim: hidden width of the answer MLP; defaults to width.
       lookup_bias: "none", or a registered text-to-image bias
         (`mmjax.registry.TEXT_IMAGE_BIASES`, e.g. the built-in project's "pointer"): in every
@@ -103,7 +97,6 @@ class VQATransformer(nn.Module):
     condition_image: str = "none"
     remat: bool = False
     scan_layers: bool = False
-    head: str = "question_token"
     head_dim: int | None = None
     lookup_bias: str = "none"
     dtype: DType = jnp.float32
@@ -122,22 +115,6 @@ class VQATransformer(nn.Module):
             text = jnp.where(mask[..., None], text, 0).reshape(*text.shape[:-2], -1)
             return nn.Dense(self.width, name="question_pool", dtype=self.dtype)(text)
         raise ValueError(f"Unknown pool {self.pool!r}; use 'bos', 'mean' or 'flatten'.")
-
-    def _token_pairs(self, image: Array, question: Array, train: bool) -> Array:
-        """Sum over image tokens of g(token, question): [B, 1|Q, N, D], [B, Q, D] -> [B, Q, H].
-
-        The first dense layer of g on the concatenation [token; question] is split into one
-        projection per input, added with broadcasting, so no [B, Q, N, 2D] tensor is built.
-        """
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        hidden = self.head_dim or self.width
-        image = nn.LayerNorm(name="pair_image_norm", **kw)(image)
-        h = nn.Dense(hidden, name="pair_image", **kw)(image)
-        question = nn.Dense(hidden, use_bias=False, name="pair_question", **kw)(question)
-        h = nn.gelu(h + question[:, :, None])
-        h = nn.gelu(nn.Dense(hidden, name="pair_hidden", **kw)(h))
-        h = nn.Dropout(self.dropout_rate)(h, deterministic=not train)
-        return nn.LayerNorm(name="pair_norm", **kw)(h.sum(axis=2))
 
     def _bias_features(self, images, questions, image_tokens, text_tokens):
         """The features of the registered text-to-image bias `lookup_bias`, for every block.
@@ -158,6 +135,90 @@ class VQATransformer(nn.Module):
             name="pointer",
         )(questions, image_tokens)
         return bias.features(context, positions, text_tokens.shape[-2])
+
+    def _embed(self, images: Array, questions: Array, train: bool):
+        """Image tokens [B, N, D]; question tokens [B, Q, L', D] and their mask [B, Q, L'].
+
+        With question_fusion="pooled" each question is one token (L' = 1).
+        """
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        stem = image_stem(
+            self.stem,
+            self.width,
+            patch_size=self.patch_size,
+            patch_kernel=self.patch_kernel,
+            keep_tokens=self.keep_tokens,
+            token_selector=self.token_selector,
+            coords=self.stem_coords,
+            conv_channels=self.conv_channels,
+            posemb=self.posemb,
+            **kw,
+        )
+        image_tokens = constrain(stem(images), ("batch", None, None))
+        text_tokens = TextEmbedding(
+            self.vocab_size, self.width, self.max_question_len, name="text_embedding", **kw
+        )(questions)
+        dropout = nn.Dropout(self.dropout_rate)
+        image_tokens = dropout(image_tokens, deterministic=not train)
+        text_tokens = dropout(text_tokens, deterministic=not train)
+        text_mask = questions != 0
+        if self.question_fusion == "tokens":
+            return image_tokens, text_tokens, text_mask
+        if self.question_fusion != "pooled":
+            raise ValueError(
+                f"Unknown question_fusion {self.question_fusion!r}; use 'tokens' or 'pooled'."
+            )
+        if self.question_depth:
+            text_tokens, _ = Encoder(
+                depth=self.question_depth,
+                num_heads=self.num_heads,
+                mlp_dim=self.mlp_dim,
+                dropout_rate=self.dropout_rate,
+                name="question_encoder",
+                **kw,
+            )(text_tokens, mask=padding_mask(text_mask), train=train)
+        text_tokens = self._pool(text_tokens, text_mask)[..., None, :]
+        return image_tokens, text_tokens, jnp.ones(text_tokens.shape[:-1], bool)
+
+    def _condition(self, image_tokens: Array, text_tokens: Array, text_mask: Array):
+        """Each question's own copy of the image tokens, conditioned on the question.
+
+        [B, N, D], [B, Q, 1, D], [B, Q, 1] -> [B * Q, N, D], [B * Q, 1, 1, D], [B * Q, 1, 1]:
+        the per-token MLPs see (token, question) jointly from the first layer on, at Q times
+        the image stream's cost.
+        """
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        if self.question_fusion != "pooled":
+            raise ValueError("condition_image needs question_fusion='pooled'.")
+        if self.condition_image == "shift":
+            shift = nn.Dense(self.width, name="image_condition", **kw)(text_tokens)
+            image_tokens = image_tokens[:, None] + shift
+        elif self.condition_image == "gate":
+            gate = nn.Dense(self.width, name="image_gate", **kw)(text_tokens)
+            image_tokens = nn.Dense(self.width, name="image_gated", **kw)(image_tokens)
+            image_tokens = image_tokens[:, None] * gate
+        else:
+            raise ValueError(
+                f"Unknown condition_image {self.condition_image!r}; use 'none', 'shift' or 'gate'."
+            )
+        image_tokens = image_tokens.reshape(-1, *image_tokens.shape[2:])
+        text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
+        return image_tokens, text_tokens, text_mask.reshape(-1, 1, text_mask.shape[-1])
+
+    def _answer_head(self, text_out: Array, text_mask: Array, train: bool):
+        """Fused question states [B, Q, L', D] -> (logits [B, Q, A] float32, pre-logits)."""
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        if self.question_fusion == "pooled":
+            x = text_out[..., 0, :]  # the question's single fused token
+        else:
+            x = self._pool(text_out, text_mask)
+        pre_logits = x = nn.LayerNorm(name="head_norm", **kw)(x)
+        x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        # A zero-initialised output layer (uniform answers at step 0) held the model at the
+        # question-only baseline much longer (the built-in project's vqa_readout_probe).
+        logits = nn.Dense(self.num_answers, name="head_out", **kw)(x)
+        return logits.astype(jnp.float32), pre_logits
 
     @nn.compact
     def __call__(
@@ -180,77 +241,15 @@ class VQATransformer(nn.Module):
           the pooled question states [B, Q, width] and, with `return_attention`, the
           "image_attention" / "text_attention" dicts of `MultimodalEncoder`.
         """
-        text_mask = questions != 0
-        stem = image_stem(
-            self.stem,
-            self.width,
-            patch_size=self.patch_size,
-            patch_kernel=self.patch_kernel,
-            keep_tokens=self.keep_tokens,
-            token_selector=self.token_selector,
-            coords=self.stem_coords,
-            conv_channels=self.conv_channels,
-            posemb=self.posemb,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        image_tokens = constrain(stem(images), ("batch", None, None))
-        text_tokens = TextEmbedding(
-            self.vocab_size,
-            self.width,
-            self.max_question_len,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="text_embedding",
-        )(questions)
-        kw_dtype = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        dropout = nn.Dropout(self.dropout_rate)
-        image_tokens = dropout(image_tokens, deterministic=not train)
-        text_tokens = dropout(text_tokens, deterministic=not train)
-        if self.question_fusion == "pooled":
-            if self.question_depth:
-                text_tokens, _ = Encoder(
-                    depth=self.question_depth,
-                    num_heads=self.num_heads,
-                    mlp_dim=self.mlp_dim,
-                    dropout_rate=self.dropout_rate,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
-                    name="question_encoder",
-                )(text_tokens, mask=padding_mask(text_mask), train=train)
-            text_tokens = self._pool(text_tokens, text_mask)[..., None, :]
-            text_mask = jnp.ones(text_tokens.shape[:-1], bool)
-        elif self.question_fusion != "tokens":
-            raise ValueError(
-                f"Unknown question_fusion {self.question_fusion!r}; use 'tokens' or 'pooled'."
-            )
-
-        batch, num_questions = questions.shape[:2]
+        image_tokens, text_tokens, text_mask = self._embed(images, questions, train)
         if self.condition_image != "none":
-            if self.question_fusion != "pooled":
-                raise ValueError("condition_image needs question_fusion='pooled'.")
-            # Every question gets its own copy of the image tokens, so the per-token MLPs see
-            # (token, question) jointly from the first layer on. Q copies of the image stream:
-            # Q times its cost.
-            if self.condition_image == "shift":
-                shift = nn.Dense(self.width, name="image_condition", **kw_dtype)(text_tokens)
-                image_tokens = image_tokens[:, None] + shift
-            elif self.condition_image == "gate":
-                gate = nn.Dense(self.width, name="image_gate", **kw_dtype)(text_tokens)
-                image_tokens = nn.Dense(self.width, name="image_gated", **kw_dtype)(image_tokens)
-                image_tokens = image_tokens[:, None] * gate
-            else:
-                raise ValueError(
-                    f"Unknown condition_image {self.condition_image!r}; "
-                    "use 'none', 'shift' or 'gate'."
-                )
-            image_tokens = image_tokens.reshape(-1, *image_tokens.shape[2:])
-            text_tokens = text_tokens.reshape(-1, 1, *text_tokens.shape[2:])
-            text_mask = text_mask.reshape(-1, 1, text_mask.shape[-1])
+            image_tokens, text_tokens, text_mask = self._condition(
+                image_tokens, text_tokens, text_mask
+            )
         bias_features = None
         if self.lookup_bias != "none":
             bias_features = self._bias_features(images, questions, image_tokens, text_tokens)
-        image_out, text_out, intermediates = MultimodalEncoder(
+        _, text_out, intermediates = MultimodalEncoder(
             depth=self.depth,
             num_heads=self.num_heads,
             mlp_dim=self.mlp_dim,
@@ -271,23 +270,8 @@ class VQATransformer(nn.Module):
             return_attention=return_attention,
             bias_features=bias_features,
         )
+        batch, num_questions = questions.shape[:2]
         text_out = text_out.reshape(batch, num_questions, *text_out.shape[2:])
         text_mask = text_mask.reshape(batch, num_questions, text_mask.shape[-1])
-
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        if self.question_fusion == "pooled":
-            x = text_out[..., 0, :]  # the question's single fused token
-        else:
-            x = self._pool(text_out, text_mask)
-        x = nn.LayerNorm(name="head_norm", **kw)(x)
-        if self.head == "token_pairs":
-            x = self._token_pairs(image_out.reshape(batch, -1, *image_out.shape[-2:]), x, train)
-        elif self.head != "question_token":
-            raise ValueError(f"Unknown head {self.head!r}; use 'question_token' or 'token_pairs'.")
-        pre_logits = x
-        x = nn.gelu(nn.Dense(self.head_dim or self.width, name="head_hidden", **kw)(x))
-        x = dropout(x, deterministic=not train)
-        # A zero-initialised output layer (uniform answers at step 0) held the model at the
-        # question-only baseline much longer (the built-in project's vqa_readout_probe).
-        logits = nn.Dense(self.num_answers, name="head_out", **kw)(x)
-        return logits.astype(jnp.float32), {**intermediates, "pre_logits": pre_logits}
+        logits, pre_logits = self._answer_head(text_out, text_mask, train)
+        return logits, {**intermediates, "pre_logits": pre_logits}

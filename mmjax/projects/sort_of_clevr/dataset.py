@@ -110,8 +110,10 @@ class SortOfClevr(Dataset):
             build_sort_of_clevr(self.data_dir, **self._sizes())
 
     def raw_source(self, split: str, transform=None) -> CheckedSource:
-        """The split's records as stored (answers as ids into `scenes.ANSWERS`), or mapped
-        by `transform(record, index)`."""
+        """The split's records as stored (answers as ids into `scenes.ANSWERS`).
+
+        `transform(record, index)`, when given, maps each record.
+        """
         from mmjax.projects.sort_of_clevr.tfds_builder import load_sort_of_clevr
 
         if split not in self.splits:

@@ -1,8 +1,9 @@
 """The Relation Networks reproduction's results: results.json, results.md and curves.png.
 
 `summarize(run_dir)` reads one run's workdir (config.json, metrics.jsonl, sweep_status.json)
-into its test accuracy per question subtype at every evaluation, each with the epochs and the
-training minutes behind it; `write(out_dir, runs, baseline)` writes the three files, the
+into its validation accuracy per question subtype at every evaluation and its test accuracy
+at the end (the test split is scored only then), each with the epochs and the training
+minutes behind it; `write(out_dir, runs, baseline)` writes the three files, the
 runs next to the published numbers and the question-only baseline.
 
 Training minutes are the sum of the logged step times (each log interval's steps divided by
@@ -86,29 +87,30 @@ def _minutes_at(minutes: dict[int, float], step: int) -> float | None:
 def summarize(run_dir: str) -> dict:
     """One run: its config essentials and every evaluation with its epochs and minutes.
 
-    Returns {"evals": [{"step", "epochs", "minutes", "accuracy": {subtype: fraction},
-    "overall"}], "final": the last of them or None, "steps_per_epoch", "model", "status",
-    "wall_minutes"}.
+    Returns {"evals": the validation evaluations, [{"step", "epochs", "minutes", "accuracy":
+    {subtype: fraction}, "overall"}], "final": the last test evaluation (at the end of the
+    run) or None, "steps_per_epoch", "model", "status", "wall_minutes"}.
     """
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     records = _records(os.path.join(run_dir, METRICS))
     minutes = training_minutes(records)
     steps_per_epoch = config["data"]["num_train"] / config["batch_size"]
-    evals = []
-    for record in records:
-        if "test/accuracy" not in record:
-            continue
-        accuracy = {c: record.get(f"test/accuracy/{c}") for c in COLUMNS}
-        evals.append(
+
+    def evaluations(split: str) -> list[dict]:
+        return [
             dict(
                 step=record["step"],
                 epochs=record["step"] / steps_per_epoch,
                 minutes=_minutes_at(minutes, record["step"]),
-                accuracy=accuracy,
-                overall=record["test/accuracy"],
+                accuracy={c: record.get(f"{split}/accuracy/{c}") for c in COLUMNS},
+                overall=record[f"{split}/accuracy"],
             )
-        )
+            for record in records
+            if f"{split}/accuracy" in record
+        ]
+
+    evals, tests = evaluations("validation"), evaluations("test")
     try:
         with open(os.path.join(run_dir, "sweep_status.json")) as f:
             status = json.load(f)
@@ -123,12 +125,12 @@ def summarize(run_dir: str) -> dict:
         status=status.get("status", "unknown"),
         wall_minutes=wall / 60 if isinstance(wall, int | float) else None,
         evals=evals,
-        final=evals[-1] if evals else None,
+        final=tests[-1] if tests else None,
     )
 
 
 def first_reaching(evals: list[dict], target: dict[str, float]) -> dict | None:
-    """The first evaluation at or above every target accuracy, or None."""
+    """The first of `evals` at or above every target accuracy, or None."""
     for ev in evals:
         if all((ev["accuracy"].get(k) or 0.0) >= v for k, v in target.items()):
             return ev
@@ -169,7 +171,7 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
         f"run's last evaluation, with the epochs ({meta['num_train']:,} training images each) and "
         "the training "
         "minutes of this machine behind it (evaluation excluded). 'reaches 94 / 99': the first "
-        "evaluation with at least 94% relational and 99% non-relational accuracy.",
+        "validation evaluation with at least 94% relational and 99% non-relational accuracy.",
         "",
         head,
         rule,
@@ -191,7 +193,7 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
         cells = [f"{paper['model']}, {paper['source']}", paper["note"], "", ""]
         cells += [_pct(paper["numbers"].get(c)) for c in COLUMNS] + [""]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Learning curves (test non-relational / relational %)", ""]
+    lines += ["", "## Learning curves (validation non-relational / relational %)", ""]
     for run in runs:
         points = ", ".join(
             f"{ev['epochs']:.2f} ep: {_pct(ev['accuracy']['non_relational'])} / "
@@ -203,7 +205,7 @@ def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
 
 
 def plot(runs: list[dict], baseline: dict[str, float], path: str) -> bool:
-    """curves.png: non-relational and relational test accuracy against epochs, per run."""
+    """curves.png: non-relational and relational validation accuracy against epochs, per run."""
     try:
         import matplotlib
 
@@ -223,7 +225,7 @@ def plot(runs: list[dict], baseline: dict[str, float], path: str) -> bool:
         ax.axhline(100 * TARGET[key], color="black", ls="--", lw=0.8, label="target")
         ax.set(title=key.replace("_", "-"), xlabel="epochs", ylim=(0, 100), xlim=(0, None))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_ylabel("validation accuracy (%)")
     axes[1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -63,7 +63,7 @@ def parse_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     # 64, not the paper's 256: a step costs 0.85 s instead of 5.4 s here (shared, under load),
     # so the RN gets several epochs (35 minutes each) instead of a fraction of one.
     add("--g_width", type=int, default=64, help="width of the RN's g (the paper's: 256)")
-    add("--evals_per_epoch", type=int, default=2, help="test evaluations per epoch")
+    add("--evals_per_epoch", type=int, default=2, help="validation evaluations per epoch")
     add("--config_args", default="", help="key=value,... for every config file")
     add("--parallel", type=int, default=1, help="runs at once (default 1)")
     add("--stop_timeout", type=float, default=300.0, help="seconds stopped runs get to save")

@@ -8,7 +8,8 @@ constant learning rate of 2.5e-4 (the paper's; kimhc6028 uses 1e-4), no weight d
 clipping.
 
 Command:
-  python -m mmjax.main --config=mmjax/projects/sort_of_clevr/configs/vqa_relation_network.py:model=relation_network \
+  python -m mmjax.main \
+      --config=mmjax/projects/sort_of_clevr/configs/vqa_relation_network.py:model=relation_network \
       --workdir=runs/rn
 
 Arguments (after a colon, comma-separated): model=relation_network|cnn_mlp|question_only,
@@ -23,10 +24,10 @@ questions (80 questions from 4 scenes) instead of 64 questions from 64 scenes, s
 image is encoded once for all of its questions. One epoch (9,800 images) is 2,450 steps.
 
 Results: mmjax/projects/sort_of_clevr/results/relation_networks/results.md, written by
-mmjax.projects.sort_of_clevr.reproduce_relation_networks.py (which runs this config for every model). On this
-2-core CPU, shared with other jobs, an RN step takes 5.35 s at g_width=256 (3.6 hours an
-epoch) and 0.85 s at g_width=64, so the paper's 20 epochs at width 256 are out of reach here;
-the reproduction states the width and epochs of each run.
+`python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks` (which runs this config
+for every model). On this 2-core CPU, shared with other jobs, an RN step takes 5.35 s at
+g_width=256 (3.6 hours an epoch) and 0.85 s at g_width=64, so the paper's 20 epochs at width
+256 are out of reach here; the reproduction states the width and epochs of each run.
 """
 
 import math
@@ -125,7 +126,8 @@ def get_config(arg=None):
 def get_sweep(arg=None):
     r"""The paper's models side by side, optionally at several learning rates and g widths.
 
-      python -m experiments.sweep --config=mmjax/projects/sort_of_clevr/configs/vqa_relation_network.py:epochs=1 \
+      python -m experiments.sweep \
+          --config=mmjax/projects/sort_of_clevr/configs/vqa_relation_network.py:epochs=1 \
           --workdir=runs/rn_sweep --sweep_arg=model=cnn_mlp/relation_network,lr=1e-4/2.5e-4
 
     `arg` (--sweep_arg) holds '/'-separated values: `model=` (default all three), `lr=`

@@ -60,10 +60,10 @@ from absl import app, flags
 
 from mmjax.config_loader import load_config_file
 from mmjax.data.datasets import get_dataset
-from mmjax.data.tokenizer import sort_of_clevr_question_tokenizer
 from mmjax.models.image import append_coordinates, normalize_images
 from mmjax.models.vqa import VQATransformer
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
+from mmjax.projects.sort_of_clevr.dataset import question_tokenizer
 
 flags.DEFINE_enum(
     "readout", "gated", ["summed", "gated", "flat", "model"], "How cells meet the question."
@@ -93,7 +93,7 @@ def load_split(data_dir: str, split: str) -> dict[str, np.ndarray]:
     dataset = get_dataset(config)
     dataset.prepare()
     source = dataset.raw_source(split)  # answers as ids
-    tokenizer = sort_of_clevr_question_tokenizer()
+    tokenizer = question_tokenizer()
     records = [source[i] for i in range(len(source))]
     texts = {t for r in records for t in r["questions"]["text"]}
     ids = {t: tokenizer.encode(t.decode() if isinstance(t, bytes) else t, 16) for t in texts}
@@ -167,7 +167,7 @@ def transformer(overrides: str) -> TransformerProbe:
     kwargs = load_config_file(os.path.join(root, "configs", "vqa_transformer.py")).model.to_dict()
     kwargs.update(json.loads(overrides))
     kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
-    tokenizer = sort_of_clevr_question_tokenizer()
+    tokenizer = question_tokenizer()
     return TransformerProbe(dict(kwargs, vocab_size=tokenizer.vocab_size, max_question_len=16))
 
 
