@@ -19,11 +19,13 @@ from tensorflow_datasets.datasets.clevr.clevr_dataset_builder import Builder as 
 
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
-from mmjax.data import pipeline, sources
+from mmjax.data import pipeline
+from mmjax.data.datasets import get_dataset
 from mmjax.data.images import resize_and_center_crop, resize_squash
 from mmjax.evaluators import build_evaluator
+from mmjax.experiment import Experiment, build_task
 from mmjax.main import run
-from mmjax.tasks import build_task
+from mmjax.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -82,7 +84,13 @@ class CocoCaptionsStandIn(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         )
 
     def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(0, 12), "val": self._generate_examples(100, 4)}
+        # The Karpathy splits the catalog's 2014 config has (restval left out): "val" is
+        # evaluated during training, "test" scored once at the end.
+        return {
+            "train": self._generate_examples(0, 12),
+            "val": self._generate_examples(100, 4),
+            "test": self._generate_examples(200, 4),
+        }
 
     def _generate_examples(self, start: int, count: int):
         for i in range(start, start + count):
@@ -170,7 +178,7 @@ def test_the_stand_ins_sit_where_the_catalog_puts_them(data_dir):
 
 def test_coco_captions_records_are_resized_and_keep_their_captions(data_dir):
     config = config_for("caption_transformer.py", data_dir, "coco_captions")
-    source = sources.get_source(config.data, "train")
+    source = get_dataset(config.data).source("train")
     assert len(source) == 12
     raw = tfds.builder_from_directory(f"{data_dir}/coco_captions/2014/1.1.0")
     raw = raw.as_data_source()["train"]
@@ -186,7 +194,7 @@ def test_coco_captions_records_are_resized_and_keep_their_captions(data_dir):
     # A centre crop of a 48x64 image keeps its middle: dark left, bright right.
     image = source[0]["image"].astype(int)
     assert image[:, :10].mean() < 80 and image[:, -10:].mean() > 170
-    text_only = sources.get_source(config.data, "val", images=False)
+    text_only = get_dataset(config.data).source("val", images=False)
     assert "image" not in text_only[0] and len(text_only[0]["captions"]) >= 5
 
 
@@ -195,7 +203,7 @@ def test_coco_captions_batches_for_captioning_and_retrieval(data_dir):
         config = config_for(name, data_dir, "coco_captions")
         task = build_task(config)
         task.prepare(None)
-        source = sources.get_source(config.data, "train")
+        source = get_dataset(config.data).source("train")
         batch = next(iter(pipeline.train_dataset(source, task.preprocess, 4, seed=0)))
         assert batch["image"].shape == (4, 32, 32, 3)
         # 5 to 7 captions per image become exactly 5 rows, all real.
@@ -205,12 +213,13 @@ def test_coco_captions_batches_for_captioning_and_retrieval(data_dir):
 
 def test_clevr_questions_are_padded_and_answers_get_a_vocabulary(data_dir, tmp_path):
     config = config_for("vqa_transformer.py", data_dir, "clevr")
-    task = build_task(config)
-    task.prepare(str(tmp_path))
-    source = sources.get_source(config.data, "train")
+    experiment = Experiment.assemble(config)
+    task = experiment.task
+    source = get_dataset(config.data).source("train")
     counts = collections.Counter(a for r in source for a in r["questions"]["answer"])
     # By training count, then by name.
     assert task.answers.answers == sorted(counts, key=lambda a: (-counts[a], a))
+    experiment.save_vocabularies(Workdir(tmp_path))  # the run keeps the vocabulary it built
     with open(tmp_path / "answers.json") as f:
         assert json.load(f)["answers"] == task.answers.answers
     record = min(source, key=lambda r: len(r["questions"]["text"]))
@@ -228,13 +237,13 @@ def test_clevr_questions_are_padded_and_answers_get_a_vocabulary(data_dir, tmp_p
     np.testing.assert_array_equal(source[0]["image"], resize_squash(raw[0]["image"], 32))
     config.data.resize = "stretch"
     with pytest.raises(ConfigError, match="data.resize='stretch' is not one of"):
-        sources.get_source(config.data, "train")
+        get_dataset(config.data).source("train")
 
 
 def test_missing_catalog_dataset_says_how_to_build_it(tmp_path):
     config = config_for("caption_transformer.py", str(tmp_path), "coco_captions")
     with pytest.raises(ConfigError, match="tfds build coco_captions .*--file_format=array_record"):
-        sources.prepare(config.data)
+        get_dataset(config.data).prepare()
 
 
 class AnswerLogits(nn.Module):
@@ -254,11 +263,11 @@ class AnswerLogits(nn.Module):
         return nn.Dense(self.num_answers)(features), {}
 
 
-def test_vqa_loss_and_metrics_leave_out_padding_and_unknown_answers(data_dir, tmp_path):
+def test_vqa_loss_and_metrics_leave_out_padding_and_unknown_answers(data_dir):
     config = config_for("vqa_transformer.py", data_dir, "clevr")
     task = build_task(config)
-    task.prepare(str(tmp_path))
-    source = sources.get_source(config.data, "validation")
+    task.prepare(None)
+    source = get_dataset(config.data).source("validation")
     batch = next(iter(pipeline.eval_dataset(source, task.preprocess, 4)))
     batch["answer"][0, 0] = task.answers.unknown_id  # an answer the training split never gave
     task.model = AnswerLogits(len(task.answers))

@@ -2,13 +2,9 @@ import json
 
 import pytest
 
-from mmjax.config_loader import (
-    check_against_saved,
-    load_config,
-    load_config_file,
-    validate_config,
-)
+from mmjax.config_loader import load_config, load_config_file, validate_config
 from mmjax.config_utils import ConfigError
+from mmjax.workdir import Workdir
 
 VQA = "configs/vqa_transformer.py"
 
@@ -59,10 +55,32 @@ def test_validation_ranges():
         validate_config(config)
 
 
-def test_saved_config_with_another_model_shape_is_refused():
-    config = load_config(f"{VQA}:size=tiny", [])
-    check_against_saved(config, config.to_json())  # same config: fine
+def _saved_workdir(path, config, width=None):
+    """A workdir whose config.json is `config`, with model.width changed to `width` if given."""
     saved = json.loads(config.to_json())
-    saved["model"]["width"] = 999
-    with pytest.raises(ConfigError, match="another model.width: 999 -> 32"):
-        check_against_saved(config, json.dumps(saved))
+    if width is not None:
+        saved["model"]["width"] = width
+    path.mkdir(exist_ok=True)
+    (path / "config.json").write_text(json.dumps(saved))
+    return Workdir(path)
+
+
+def test_checkpoints_of_another_model_shape_are_refused(tmp_path):
+    config = load_config(f"{VQA}:size=tiny", [])
+    workdir = _saved_workdir(tmp_path, config, width=999)
+    (tmp_path / "checkpoints" / "100").mkdir(parents=True)  # a finished checkpoint
+    assert workdir.checkpoint_steps() == [100]
+    with pytest.raises(
+        ConfigError, match="the workdir's checkpoints are of another model.width: 999 -> 32"
+    ):
+        workdir.check_resumable(config)
+    _saved_workdir(tmp_path, config).check_resumable(config)  # same config: fine
+
+
+def test_a_workdir_without_checkpoints_accepts_another_model(tmp_path):
+    config = load_config(f"{VQA}:size=tiny", [])
+    workdir = _saved_workdir(tmp_path, config, width=999)
+    workdir.check_resumable(config)  # a run that never saved is not bound to its config
+    (tmp_path / "checkpoints" / "100.orbax-checkpoint-tmp-0").mkdir(parents=True)
+    workdir.check_resumable(config)  # nor is one whose only save is unfinished
+    Workdir(tmp_path / "none").check_resumable(config)  # nor a workdir not yet made

@@ -1,6 +1,7 @@
 """Bring your own data: a JSONL file with deliberately bad lines converts with
 `python -m mmjax.data.prepare` (bad lines reported by number and skipped), reads back through
-data.name="custom", trains, and never leaves a half-written dataset behind."""
+data.name="custom", trains (a VQA run then answers through mmjax.predict with the dataset's own
+answer words), and never leaves a half-written dataset behind."""
 
 import collections
 import io
@@ -13,10 +14,13 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from mmjax import predict
 from mmjax.config_loader import load_config
-from mmjax.data import catalog, custom, sources
+from mmjax.data import catalog, custom
+from mmjax.data.datasets import get_dataset
 from mmjax.data.tokenizer import load_tokenizer
-from mmjax.tasks import build_task
+from mmjax.experiment import build_task
+from mmjax.projects.sort_of_clevr import scenes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "caption_transformer.py")
@@ -118,7 +122,7 @@ def test_records_read_back_in_file_order_with_their_captions(prepared):
     config = load_config(f"{CONFIG}:size=tiny,dataset=custom,data_dir={output},image_size=24", [])
     seen = []
     for split in ("train", "validation"):
-        source = sources.get_source(config.data, split)
+        source = get_dataset(config.data).source(split)
         for i in range(len(source)):
             record = source[i]
             assert record["image"].shape == (24, 24, 3) and record["image"].dtype == np.uint8
@@ -135,24 +139,24 @@ def test_records_read_back_in_file_order_with_their_captions(prepared):
             assert pixels.argmax() == i % 3 and abs(pixels.max() - 200) < 3, (i, pixels)
 
 
-def test_vqa_takes_the_answers_and_tokenizer_saved_with_the_data(prepared, tmp_path):
+def test_vqa_takes_the_answers_and_tokenizer_saved_with_the_data(prepared):
     _, output, _, _, _ = prepared
     config = load_config(f"{VQA_CONFIG}:size=tiny,dataset=custom,data_dir={output}", [])
     task = build_task(config)
-    task.prepare(str(tmp_path))
-    train = sources.get_source(config.data, "train", images=False)
+    task.prepare(None)
+    train = get_dataset(config.data).source("train", images=False)
     answers = collections.Counter(a for r in train for a in r["questions"]["answer"])
     assert sum(answers.values()) == 9  # one question per training image
     with open(os.path.join(output, "answers.json")) as f:
         saved = json.load(f)["answers"]
     assert saved == sorted(answers, key=lambda a: (-answers[a], a))
     assert task.answers.answers == saved and task.tokenizer.vocab_size > 4
-    record = sources.get_source(config.data, "validation")[0]
+    record = get_dataset(config.data).source("validation")[0]
     example = task.preprocess(record)
     colour = record["questions"]["answer"][0]
     expected = saved.index(colour) if colour in saved else len(saved)  # unseen: "outside"
     assert list(example["answer"]) == [expected] + [-1] * 9
-    record = sources.get_source(config.data, "train")[0]  # its words are all in the vocabulary
+    record = get_dataset(config.data).source("train")[0]  # its words are all in the vocabulary
     words = task.tokenizer.decode(task.preprocess(record)["question"][0])
     assert words == record["questions"]["text"][0].replace("?", " ?")
 
@@ -230,3 +234,38 @@ def test_the_tutorial_from_a_folder_to_a_trained_captioner(prepared, tmp_path):
     with open(tmp_path / "run" / "tokenizer.json") as f:
         with open(os.path.join(output, "tokenizer.json")) as g:
             assert json.load(f) == json.load(g)
+
+
+def test_predict_answers_a_custom_vqa_run_with_the_datasets_own_answer_words(prepared, tmp_path):
+    _, output, _, _, _ = prepared
+    with open(os.path.join(output, "answers.json")) as f:
+        words = json.load(f)["answers"]
+    # Colours: none of them is one of Sort-of-CLEVR's answers (yes, no, shapes, counts).
+    assert set(words) <= set(COLOURS) and not set(words) & set(scenes.ANSWERS)
+    workdir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmjax.main",
+        f"--config={VQA_CONFIG}:size=tiny,dataset=custom,data_dir={output},image_size=30,steps=3",
+        f"--workdir={workdir}",
+        "--config.evals.validation.batch_size=3",
+        "--config.evals.test.batch_size=3",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = predict.load(workdir)
+    assert model.task_name == "vqa" and model.run.step == 3
+    assert model.task.answers.answers == words  # the run's own vocabulary, read back
+    record = get_dataset(model.run.config.data).source("train")[0]
+    question = record["questions"]["text"][0]  # its words are all in the vocabulary
+    answer = model.answer(record["image"], question)
+    assert answer.text in words and answer.text == model.task.answers.answers[answer.index]
+    PIL.Image.fromarray(record["image"]).save(tmp_path / "image.png")
+    cmd = [sys.executable, "-m", "mmjax.predict", f"--workdir={workdir}"]
+    cmd += [f"--image={tmp_path / 'image.png'}", f"--question={question}"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == f"{answer.text} (probability {answer.probability:.3f})"
+    # Free-text questions have no closed set to compare the question with.
+    assert "closest one" not in result.stderr

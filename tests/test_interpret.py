@@ -87,7 +87,7 @@ def test_a_layer_scanned_model_gives_its_attention_through_unstacked_parameters(
 
 def test_maps_of_a_model_that_keeps_some_patches_are_placed_back_on_the_patch_grid():
     kw = dict(width=8, depth=1, num_heads=2, mlp_dim=16, stem="patch", patch_size=5, vocab_size=12)
-    model = VQATransformer(**kw, keep_tokens=2)
+    model = VQATransformer(**kw, keep_tokens=2, token_selector="salient_patches")
     images = np.full((1, 15, 15, 3), 255, np.uint8)
     images[0, 5:10, 0:5] = (255, 0, 0)  # patch 3
     images[0, 10:15, 10:15] = (0, 0, 255)  # patch 8

@@ -5,17 +5,13 @@ import numpy as np
 import optax
 import pytest
 
+from mmjax.config_utils import ConfigError
 from mmjax.models.fusion import MultimodalEncoder
-from mmjax.models.image import (
-    ConvStem,
-    PatchStem,
-    normalize_images,
-    posemb_sincos_2d,
-    salient_patch_indices,
-)
+from mmjax.models.image import ConvStem, PatchStem, normalize_images, posemb_sincos_2d
 from mmjax.models.text import TextEmbedding, TextEncoder
 from mmjax.models.transformer import MLP, Encoder, EncoderBlock
 from mmjax.models.vqa import VQATransformer
+from mmjax.projects.sort_of_clevr.salient import salient_patch_indices
 
 B, N, Q, L, D, H = 2, 6, 3, 5, 16, 2
 RNG = np.random.default_rng(0)
@@ -81,7 +77,9 @@ def test_patch_stem_keeps_the_tokens_of_the_object_patches():
     kept = np.asarray(salient_patch_indices(normalize_images(images), 5, 3))
     assert kept[0, 1:].tolist() == [1, 11] and kept[1].tolist() == [5, 12, 13]
     full = PatchStem(patch_size=5, width=D, posemb="sincos2d")
-    some = PatchStem(patch_size=5, width=D, posemb="sincos2d", keep_tokens=3)
+    some = PatchStem(
+        patch_size=5, width=D, posemb="sincos2d", keep_tokens=3, token_selector="salient_patches"
+    )
     params = full.init(jax.random.key(0), images)
     tokens = np.asarray(full.apply(params, images))
     # The same parameters; each kept token is the full stem's token of that patch.
@@ -89,7 +87,12 @@ def test_patch_stem_keeps_the_tokens_of_the_object_patches():
         some.apply(params, images), np.take_along_axis(tokens, kept[..., None], 1), atol=1e-6
     )
     with pytest.raises(ValueError, match="keep_tokens=17 must be in 1..16"):
-        PatchStem(patch_size=5, width=D, keep_tokens=17).init(jax.random.key(0), images)
+        PatchStem(patch_size=5, width=D, keep_tokens=17, token_selector="salient_patches").init(
+            jax.random.key(0), images
+        )
+    # Keeping tokens needs a (registered) selector.
+    with pytest.raises(ValueError, match="keep_tokens=3 needs a token_selector, one of .*'salient"):
+        PatchStem(patch_size=5, width=D, keep_tokens=3).init(jax.random.key(0), images)
 
 
 class _ConvPatchStem(nn.Module):
@@ -113,7 +116,14 @@ class _ConvPatchStem(nn.Module):
 def test_patch_stem_embeds_only_the_kept_windows_as_a_conv_over_all_patches_would():
     images = np.asarray(jax.random.randint(jax.random.key(1), (3, 20, 20, 3), 0, 256), np.uint8)
     reference = _ConvPatchStem(kernel_size=11, keep_tokens=5)
-    stem = PatchStem(patch_size=5, width=D, posemb="learn", kernel_size=11, keep_tokens=5)
+    stem = PatchStem(
+        patch_size=5,
+        width=D,
+        posemb="learn",
+        kernel_size=11,
+        keep_tokens=5,
+        token_selector="salient_patches",
+    )
     ref_params = reference.init(jax.random.key(0), images)["params"]
     params = stem.init(jax.random.key(0), images)["params"]
     # The same parameter tree and initial values as the conv's (old checkpoints still load).
@@ -347,7 +357,7 @@ def test_append_coordinates_marks_columns_and_rows():
 
 
 def test_lookup_distance_bias_matches_a_direct_computation():
-    from mmjax.models.fusion import LookupDistanceBias, pointer_features
+    from mmjax.projects.sort_of_clevr.pointer import LookupDistanceBias, pointer_features
 
     n, h = 7, 3
     x = RNG.normal(size=(B, Q, L, D)).astype(np.float32)
@@ -382,7 +392,14 @@ def test_vqa_transformer_lookup_bias_starts_as_the_plain_model():
     from mmjax.models.image import patch_positions
 
     images, questions = _vqa_batch()
-    kw = dict(patch_size=5, keep_tokens=6, pool="mean", question_fusion="pooled", **TINY)
+    kw = dict(
+        patch_size=5,
+        keep_tokens=6,
+        token_selector="salient_patches",
+        pool="mean",
+        question_fusion="pooled",
+        **TINY,
+    )
     plain = VQATransformer(**dict(kw, depth=2))
     biased = VQATransformer(**dict(kw, depth=2), lookup_bias="pointer")
     params = jax.jit(biased.init)(jax.random.key(0), images, questions)["params"]
@@ -405,12 +422,16 @@ def test_vqa_transformer_lookup_bias_starts_as_the_plain_model():
     kept = np.asarray(salient_patch_indices(normalize_images(images), 5, 6))
     rows, cols = kept // 4, kept % 4
     expected = np.stack([(rows + 0.5) / 4, (cols + 0.5) / 4], -1)
-    np.testing.assert_allclose(patch_positions(images, 5, 6), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        patch_positions(images, 5, 6, "salient_patches"), expected, atol=1e-6
+    )
     with pytest.raises(ValueError, match="needs stem='patch'"):
         VQATransformer(**dict(kw, stem="conv", conv_channels=(8,)), lookup_bias="pointer").init(
             jax.random.key(0), images, questions
         )
-    with pytest.raises(ValueError, match="Unknown lookup_bias 'far'"):
+    with pytest.raises(
+        ConfigError, match=r"config.model.lookup_bias='far' is not one of .*'pointer'"
+    ):
         VQATransformer(**kw, lookup_bias="far").init(jax.random.key(0), images, questions)
 
 

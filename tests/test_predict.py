@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmjax import predict, tasks
+from mmjax import predict
 from mmjax.config_loader import load_config
-from mmjax.data import pipeline, sources
+from mmjax.data import pipeline
+from mmjax.data.datasets import get_dataset
+from mmjax.experiment import Experiment
 from mmjax.interpret.overlay import overlay
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
+from mmjax.projects.sort_of_clevr.dataset import known_questions
 from mmjax.train.checkpoints import Checkpointer, CheckpointError, restore_params
 from mmjax.train.optimizer import make_optimizer
-from mmjax.train.trainer import init_train_state
+from mmjax.train.steps import init_train_state
+from mmjax.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "vqa_transformer.py")
@@ -33,13 +37,12 @@ def save_run(root, config_file, arg):
     (workdir, task, test source, the first test batch of 4, params).
     """
     config = load_config(f"{config_file}:{arg}", [f"data.data_dir={root / 'data'}"])
-    sources.prepare(config.data)
-    task = tasks.build_task(config)
+    experiment = Experiment.assemble(config)  # the dataset built, the task prepared
+    task = experiment.task
     workdir = root / "run"
     os.makedirs(workdir)
-    if hasattr(task, "prepare"):
-        task.prepare(str(workdir))
-    source = sources.get_source(config.data, "test")
+    experiment.save_vocabularies(Workdir(workdir))
+    source = experiment.dataset.source("test")
     batch = next(iter(pipeline.eval_dataset(source, task.preprocess, 4, 0, 1)))
     optimizer = make_optimizer(config.optim, config.total_steps)
     rng = jax.random.key_data(jax.random.key(0))
@@ -181,12 +184,15 @@ def test_cli_writes_the_attention_overlay_at_the_image_size(saved_run, tmp_path)
 
 
 def test_closest_question_tells_dataset_questions_from_others():
-    assert predict.predictor.closest_question("Is the RED object on the left ?") == (
+    questions = known_questions()  # Sort-of-CLEVR's closed set of template questions
+    assert predict.predictor.closest_question("Is the RED object on the left ?", questions) == (
         True,
         "is the red object on the left?",
     )
-    known, closest = predict.predictor.closest_question("is the red object left")
+    known, closest = predict.predictor.closest_question("is the red object left", questions)
     assert not known and closest == "is the red object on the left?"
+    # A dataset of free-text questions has no closed set: any question is one of its own.
+    assert predict.predictor.closest_question("is the red object left", None) == (True, None)
 
 
 @pytest.mark.slow
@@ -244,7 +250,7 @@ def test_cli_on_a_run_trained_by_main_answers_as_the_evaluators_predict(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     model = predict.load(workdir)
     assert model.run.step == 6
-    source = sources.get_source(model.run.config.data, "test")
+    source = get_dataset(model.run.config.data).source("test")
     batch = next(iter(pipeline.eval_dataset(source, model.task.preprocess, 4, 0, 1)))
     expected = jax.device_get(jax.jit(model.task.predict)(model.params, batch))
     Image.fromarray(batch["image"][3]).save(tmp_path / "scene.png")

@@ -21,12 +21,12 @@ import pytest
 
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
+from mmjax.experiment import Experiment
 from mmjax.models import partitioning
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
-from mmjax.tasks import build_task
 from mmjax.train import sharding
 from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
-from mmjax.train.trainer import init_train_state, make_train_step
+from mmjax.train.steps import init_train_state, make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = f"{ROOT}/configs/vqa_transformer.py:size=tiny,num_train=64,num_test=16"
@@ -38,13 +38,21 @@ def _env(devices: int) -> dict:
 
 
 def _task(*overrides):
-    return build_task(load_config(TINY, list(overrides)))
+    """The TINY config's task, prepared (Sort-of-CLEVR fixes its vocabularies: no data read)."""
+    return Experiment.assemble(load_config(TINY, list(overrides)), prepare_data=False).task
+
+
+def _record(scene: dict, index: int) -> dict:
+    """A generated scene as its dataset's source gives it: the answers as words."""
+    questions = dict(scene["questions"])
+    questions["answer"] = [sort_of_clevr.ANSWERS[a] for a in questions["answer"]]
+    return dict(scene, id=index, questions=questions)
 
 
 def _batches(task, num_batches: int, batch_size: int, seed: int = 0):
     """`num_batches` VQA batches of `batch_size` generated scenes, as NumPy dicts."""
     scenes = sort_of_clevr.generate_split(seed, num_batches * batch_size, 75, "train")
-    examples = [task.preprocess(dict(scene, id=i)) for i, scene in enumerate(scenes)]
+    examples = [task.preprocess(_record(scene, i)) for i, scene in enumerate(scenes)]
     stacked = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
     return [
         {k: v[i * batch_size : (i + 1) * batch_size] for k, v in stacked.items()}
@@ -335,10 +343,12 @@ def _main(workdir, data_dir, devices, *flags):
         f"--workdir={workdir}",
         f"--config.data.data_dir={data_dir}",
         "--config.batch_size=8",
+        "--config.data.num_validation=16",
+        "--config.evals.validation.batch_size=16",
+        "--config.evals.validation.every=1000",
         "--config.evals.test.batch_size=16",
         "--config.total_steps=6",
         "--config.checkpoint_every=6",
-        "--config.evals.test.every=1000",
         *flags,
     ]
     return subprocess.Popen(

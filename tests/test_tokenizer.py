@@ -11,10 +11,10 @@ from mmjax.data.tokenizer import (
     WordTokenizer,
     build_tokenizer,
     load_tokenizer,
-    sort_of_clevr_question_tokenizer,
     split_words,
 )
 from mmjax.projects.sort_of_clevr import scenes as soc
+from mmjax.projects.sort_of_clevr.dataset import question_tokenizer
 
 TEXTS = ["What is the shape of the red object?", "a red square, a blue circle."]
 
@@ -105,8 +105,8 @@ def test_bad_vocab_rejected():
 
 
 def test_question_tokenizer_is_fixed_and_covers_questions():
-    tok = sort_of_clevr_question_tokenizer()
-    assert tok == sort_of_clevr_question_tokenizer()
+    tok = question_tokenizer()
+    assert tok == question_tokenizer()
     assert tok.vocab_size == 30
     for scene in soc.generate_split(0, 5):
         for text in scene["questions"]["text"]:

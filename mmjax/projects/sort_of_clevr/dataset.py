@@ -17,6 +17,7 @@ import numpy as np
 
 from mmjax.config_utils import ConfigError
 from mmjax.data.datasets import CheckedSource, Dataset
+from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import WordTokenizer
 from mmjax.projects.sort_of_clevr import scenes
 
@@ -75,9 +76,17 @@ def object_annotations(objects: dict, image_size: int) -> dict[str, np.ndarray]:
 
 
 def _with_answer_words(record: dict, index: int) -> dict:
-    del index
+    """The record with its answer ids as words; DataError naming an id outside the ten."""
     questions = dict(record["questions"])
-    questions["answer"] = [scenes.ANSWERS[a] for a in questions["answer"]]
+    answer = np.asarray(questions["answer"])
+    outside = (answer < 0) | (answer >= len(scenes.ANSWERS))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise DataError(
+            f"record {record.get('id', index)}: answer {answer[i]} of question {i} is outside "
+            f"the {len(scenes.ANSWERS)} answers {list(scenes.ANSWERS)}"
+        )
+    questions["answer"] = [scenes.ANSWERS[a] for a in answer]
     return dict(record, questions=questions)
 
 
