@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 
 from mmjax.config_loader import load_config
-from mmjax.data import sources
 from mmjax.data.tokenizer import EOS
 from mmjax.evaluators import build_evaluator
 from mmjax.evaluators.reconstruction import (
@@ -26,10 +25,12 @@ from mmjax.evaluators.reconstruction import (
     linear_probe_accuracy,
     psnr,
 )
+from mmjax.experiment import Experiment
 from mmjax.models.autoencoder import MultimodalAutoencoder
-from mmjax.tasks.autoencoding import SOURCES, AutoencodingTask, probe_labels
+from mmjax.projects.sort_of_clevr.dataset import object_annotations
+from mmjax.tasks.autoencoding import SOURCES, AutoencodingTask
 from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
-from mmjax.train.trainer import init_train_state, make_train_step
+from mmjax.train.steps import init_train_state, make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "autoencoder.py")
@@ -41,10 +42,9 @@ def setup(tmp_path_factory):
     config = load_config(
         f"{CONFIG}:size=tiny,num_train=16,num_test=12", [f"data.data_dir={data_dir}"]
     )
-    sources.prepare(config.data)
-    task = AutoencodingTask(config)
-    task.prepare(str(tmp_path_factory.mktemp("run")))
-    source = sources.get_source(config.data, "train")
+    task = Experiment.assemble(config).task  # dataset built, tokenizer built, model built
+    assert isinstance(task, AutoencodingTask)
+    source = task.dataset.source("train")
     examples = [task.preprocess(source[i]) for i in range(len(source))]
     scenes = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
     params = jax.jit(task.init_params)(jax.random.key(0), {k: v[:2] for k, v in scenes.items()})
@@ -66,7 +66,7 @@ def test_preprocess_takes_the_left_to_right_caption_and_probe_labels(setup):
         x, y = objects["center"][i]
         assert labels[color] == objects["shape"][i]
         assert labels[6 + color] == (x < 37.5) and labels[12 + color] == (y < 37.5)
-    np.testing.assert_array_equal(probe_labels(objects, 75), labels)
+    np.testing.assert_array_equal(object_annotations(objects, 75)["probe_labels"], labels)
 
 
 def test_loss_equals_the_formula_computed_by_hand(setup):

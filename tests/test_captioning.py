@@ -13,9 +13,10 @@ import optax
 import pytest
 
 from mmjax.config_loader import load_config
-from mmjax.data import sources
 from mmjax.data.tokenizer import EOS
+from mmjax.experiment import Experiment
 from mmjax.tasks.captioning import CaptioningTask, bytes_to_text
+from mmjax.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "caption_transformer.py")
@@ -32,11 +33,13 @@ def task_and_batch(tmp_path_factory):
     config = load_config(
         f"{CONFIG}:size=tiny,num_train=16,num_test=8", [f"data.data_dir={data_dir}"]
     )
-    sources.prepare(config.data)
-    task = CaptioningTask(config)
-    workdir = str(tmp_path_factory.mktemp("run"))
-    task.prepare(workdir)
-    source = sources.get_source(config.data, "train")
+    experiment = Experiment.assemble(config)  # dataset built, tokenizer built, model built
+    task = experiment.task
+    assert isinstance(task, CaptioningTask)
+    # Tasks no longer write files: the run saves their vocabularies into its workdir.
+    workdir = Workdir(tmp_path_factory.mktemp("run"))
+    experiment.save_vocabularies(workdir)
+    source = task.dataset.source("train")
     examples = [task.preprocess(source[i]) for i in range(2)]
     batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
     return task, batch, source, workdir
@@ -82,13 +85,13 @@ def test_predict_decodes_greedily_until_eos(task_and_batch):
 
 def test_saved_tokenizer_is_reused(task_and_batch, tmp_path):
     task, _, _, workdir = task_and_batch
-    path = os.path.join(workdir, "tokenizer.json")
+    path = workdir.file("tokenizer.json")
     with open(path) as f:
         saved = json.load(f)
     saved["vocab"].append("zebra")  # a vocabulary the data would not give
     with open(path, "w") as f:
         json.dump(saved, f)
-    again = CaptioningTask(task.config)
+    again = CaptioningTask(task.config, task.dataset)
     again.prepare(workdir)
     assert again.tokenizer.vocab[-1] == "zebra"
     assert again.tokenizer.vocab_size == task.tokenizer.vocab_size + 1
@@ -104,7 +107,6 @@ def test_main_trains_evaluates_and_resumes(tmp_path):
             f"--config={CONFIG}:size=tiny,num_train=32,num_test=8,steps={steps}",
             f"--workdir={tmp_path / 'run'}",
             f"--config.data.data_dir={tmp_path / 'data'}",
-            f"--config.evals.test.every={steps}",
         ]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -120,11 +122,15 @@ def test_main_trains_evaluates_and_resumes(tmp_path):
     assert final["test/num_examples"] == 8
     assert "most frequent caption" in result.stdout
     tokenizer_file = tmp_path / "run" / "tokenizer.json"
-    written = tokenizer_file.stat().st_mtime_ns
+    saved = json.loads(tokenizer_file.read_text())
+    # Swap two words: a vocabulary of the same size that the data would not give, so the
+    # resumed run's tokenizer (written back into the workdir) shows where it came from.
+    saved["vocab"][-2:] = saved["vocab"][-1:-3:-1]
+    tokenizer_file.write_text(json.dumps(saved))
 
     result = main(30)  # the last step is done: it only re-evaluates, with the saved tokenizer
     assert result.returncode == 0, result.stderr[-3000:]
-    assert tokenizer_file.stat().st_mtime_ns == written
+    assert json.loads(tokenizer_file.read_text())["vocab"] == saved["vocab"]
 
 
 def test_tiny_model_overfits_a_handful_of_images_and_reproduces_their_captions(task_and_batch):

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from mmjax.config_loader import load_config
-from mmjax.data import sources
+from mmjax.experiment import Experiment
 from mmjax.tasks.retrieval import RetrievalTask, sample_captions
+from mmjax.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "retrieval_dual_encoder.py")
@@ -29,10 +30,13 @@ def _setup(data_dir, workdir, loss="softmax", batch_size=4):
     config = load_config(
         f"{CONFIG}:size=tiny,num_train=16,num_test=8,loss={loss}", [f"data.data_dir={data_dir}"]
     )
-    sources.prepare(config.data)
-    task = RetrievalTask(config)
-    task.prepare(workdir)
-    source = sources.get_source(config.data, "train")
+    # The workdir's tokenizer when there is one, else one built from the data and saved there.
+    workdir = Workdir(workdir)
+    experiment = Experiment.assemble(config, saved=workdir)
+    experiment.save_vocabularies(workdir)
+    task = experiment.task
+    assert isinstance(task, RetrievalTask)
+    source = task.dataset.source("train")
     examples = [task.preprocess(source[i]) for i in range(batch_size)]
     batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
     return task, batch
@@ -226,7 +230,6 @@ def test_main_trains_and_reports_recall(tmp_path):
         f"--config={CONFIG}:size=tiny,num_train=8,num_test=8,steps={steps}",
         f"--workdir={tmp_path / 'run'}",
         f"--config.data.data_dir={tmp_path / 'data'}",
-        f"--config.evals.test.every={steps}",
         f"--config.checkpoint_every={steps}",
     ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
