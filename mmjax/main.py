@@ -62,14 +62,16 @@ def run(config, workdir: str) -> dict[str, float]:
     import jax
 
     from mmjax.experiment import Experiment
-    from mmjax.train.trainer import train_and_evaluate
+    from mmjax.train.trainer import check_batch_sizes, make_mesh, train_and_evaluate
     from mmjax.workdir import Workdir
 
     workdir = Workdir(workdir, writer=jax.process_index() == 0)
     workdir.check_resumable(config)
+    # The batch sizes against the devices before the dataset is built: a run that cannot
+    # start leaves nothing behind.
+    check_batch_sizes(config, make_mesh(config))
     resuming = bool(workdir.checkpoint_steps())
     experiment = Experiment.assemble(config, saved=workdir if resuming else None)
-    experiment.mesh()
     experiment.check_model()
     workdir.write_config(config)
     experiment.save_vocabularies(workdir)

@@ -183,11 +183,11 @@ def test_time_to_accuracy_reads_evaluations_and_skips_a_line_being_written(tmp_p
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text(
         '{"step": 10, "train/loss": 0.9}\n'
-        '{"step": 500, "test/accuracy/relational": 0.41}\n'
-        '{"step": 1000, "test/accuracy/relational": 0.95}\n'
-        '{"step": 1500, "test/accu'
+        '{"step": 500, "validation/accuracy/relational": 0.41}\n'
+        '{"step": 1000, "validation/accuracy/relational": 0.95}\n'
+        '{"step": 1500, "validation/accu'
     )
-    assert time_to_accuracy._evaluations(str(metrics), "test/accuracy/relational") == [
+    assert time_to_accuracy._evaluations(str(metrics), "validation/accuracy/relational") == [
         (500, 0.41),
         (1000, 0.95),
     ]

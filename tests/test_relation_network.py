@@ -12,9 +12,9 @@ import pytest
 from mmjax.config_loader import load_config
 from mmjax.config_utils import ConfigError
 from mmjax.data.errors import DataError
+from mmjax.experiment import build_task
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 from mmjax.projects.sort_of_clevr.relation import PairDense, QuestionOnlyMLP, RelationNetwork
-from mmjax.tasks import build_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(
@@ -23,13 +23,24 @@ CONFIG = os.path.join(
 
 
 def _task(model, *overrides):
+    """The task of the config, prepared: Sort-of-CLEVR fixes its tokenizer and answers, so
+    nothing is read from disk."""
     spec = f"{CONFIG}:model={model},size=tiny,num_train=64,num_test=16"
-    return build_task(load_config(spec, list(overrides)))
+    task = build_task(load_config(spec, list(overrides)))
+    task.prepare(None)
+    return task
+
+
+def _record(scene, index):
+    """A generated scene in the dataset's common layout (answers as words), with its id."""
+    questions = dict(scene["questions"])
+    questions["answer"] = [sort_of_clevr.ANSWERS[a] for a in questions["answer"]]
+    return dict(scene, questions=questions, id=index)
 
 
 def _batch(task, num_images=2, seed=0):
     scenes = sort_of_clevr.generate_split(seed, num_images, 75, "train")
-    examples = [task.preprocess(dict(scene, id=i)) for i, scene in enumerate(scenes)]
+    examples = [task.preprocess(_record(scene, i)) for i, scene in enumerate(scenes)]
     return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
@@ -103,14 +114,16 @@ def test_question_only_model_ignores_the_image():
 def test_preprocess_adds_the_question_codes_and_names_a_record_without_them():
     task = _task("cnn_mlp")
     scene = next(iter(sort_of_clevr.generate_split(0, 1, 75, "train")))
-    example = task.preprocess(dict(scene, id=3))
+    example = task.preprocess(_record(scene, 3))
     questions = scene["questions"]
     expected = sort_of_clevr.question_codes(questions["color"], questions["subtype"])
     np.testing.assert_array_equal(example["question_code"], expected)
     assert example["question_code"].dtype == np.float32
     del scene["questions"]["code"]
-    with pytest.raises(DataError, match=r"record 3: model 'cnn_mlp' reads .*11-number codes"):
-        task.preprocess(dict(scene, id=3))
+    with pytest.raises(
+        DataError, match=r"record 3: the model reads questions/code, which it lacks"
+    ):
+        task.preprocess(_record(scene, 3))
 
 
 def test_unknown_model_name_is_a_config_error():

@@ -37,7 +37,7 @@ def _command(workdir, data_dir, *overrides):
         f"--config.total_steps={STEPS}",
         f"--config.checkpoint_every={CHECKPOINT_EVERY}",
         "--config.log_every=1",
-        "--config.evals.test.every=1000",
+        "--config.evals.validation.every=1000",  # only the final evaluations
         *overrides,
     ]
 

@@ -13,18 +13,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "size=tiny,num_train=64,num_test=16"
 
 
-def _accuracy(non_relational, relational):
+def _accuracy(non_relational, relational, split="validation"):
     subtypes = dict(shape=non_relational, left=non_relational, top=non_relational)
     subtypes.update(closest=relational, furthest=relational, count=relational)
-    record = {f"test/accuracy/{k}": v for k, v in subtypes.items()}
-    record["test/accuracy/non_relational"] = non_relational
-    record["test/accuracy/relational"] = relational
-    record["test/accuracy"] = (non_relational + relational) / 2
+    record = {f"{split}/accuracy/{k}": v for k, v in subtypes.items()}
+    record[f"{split}/accuracy/non_relational"] = non_relational
+    record[f"{split}/accuracy/relational"] = relational
+    record[f"{split}/accuracy"] = (non_relational + relational) / 2
     return record
 
 
 def _fake_run(directory):
-    """A workdir of 2 epochs (25 steps each) that was stopped after step 30 and resumed."""
+    """A workdir of 2 epochs (25 steps each) that was stopped after step 30 and resumed.
+
+    Validation is evaluated after each epoch, test once, at the end (in the same record).
+    """
     os.makedirs(directory)
     config = dict(model=dict(name="cnn_mlp"), batch_size=4, total_steps=50)
     config["data"] = dict(num_train=100)
@@ -37,7 +40,7 @@ def _fake_run(directory):
         {"step": 30, "train/loss": 0.9, "train/steps_per_sec": 5.0 / 60},  # lost by the kill
         {"step": 30, "train/loss": 0.9, "train/steps_per_sec": 5.0 / 30},  # redone: 0.5 min
         {"step": 50, "train/loss": 0.5, "train/steps_per_sec": 20 / 60},  # 1 min
-        {"step": 50, **_accuracy(0.995, 0.95)},
+        {"step": 50, **_accuracy(0.99, 0.94), **_accuracy(0.995, 0.95, "test")},
     ]
     with open(os.path.join(directory, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
@@ -49,7 +52,9 @@ def test_summary_puts_epochs_and_training_minutes_behind_each_evaluation(tmp_pat
     summary = report.summarize(str(tmp_path / "run"))
     assert [ev["epochs"] for ev in summary["evals"]] == [1.0, 2.0]
     assert [ev["minutes"] for ev in summary["evals"]] == pytest.approx([3.0, 4.5])
-    assert summary["final"]["accuracy"]["relational"] == 0.95
+    assert summary["final"]["accuracy"]["relational"] == 0.95  # the test split, at the end
+    assert summary["final"]["step"] == 50 and summary["final"]["minutes"] == pytest.approx(4.5)
+    assert summary["evals"][-1]["accuracy"]["relational"] == 0.94  # the validation split
     assert report.first_reaching(summary["evals"], report.TARGET)["step"] == 50
     assert report.first_reaching(summary["evals"][:1], report.TARGET) is None
 
@@ -68,7 +73,7 @@ def test_results_table_lists_runs_baseline_and_published_numbers(tmp_path):
     assert cells[:5] == ["CNN+MLP", "2.0 of 100 epochs", "2.0", "4.5", "99.5"]
     assert cells[-3:] == ["99.5", "95.0", "epoch 2.0, 4.5 min"]
     assert "| question-only (majority) |" in table and "kimhc6028" in table
-    assert "1.00 ep: 70.0 / 50.0, 2.00 ep: 99.5 / 95.0" in table
+    assert "1.00 ep: 70.0 / 50.0, 2.00 ep: 99.0 / 94.0" in table  # validation curves
     with open(paths[0]) as f:
         saved = json.load(f)
     assert saved["runs"][0]["final"]["step"] == 50 and saved["question_only_majority"] == baseline

@@ -366,7 +366,7 @@ def test_real_sweep_of_the_tiny_vqa_config(tmp_path):
         "--parallel=2",
         f"--config.data.data_dir={tmp_path / 'data'}",
         "--config.total_steps=10",
-        "--config.evals.test.every=1000",  # only the final evaluation
+        "--config.evals.validation.every=1000",  # only the final evaluations
     ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -375,6 +375,7 @@ def test_real_sweep_of_the_tiny_vqa_config(tmp_path):
     for row in rows:
         assert row["status"] == "done" and row["step"] == "10"
         assert 0.0 <= float(row["test/accuracy"]) <= 1.0
+        assert 0.0 <= float(row["validation/accuracy"]) <= 1.0  # the ranking metric
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "skipping 2 trial(s) already done" in again.stdout
     with open(tmp_path / "sweep" / "sweep.json") as f:
