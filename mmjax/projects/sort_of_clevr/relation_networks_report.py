@@ -16,7 +16,7 @@ import json
 import math
 import os
 
-from mmjax.workdir import METRICS, read_metrics
+from mmjax.workdir import METRICS, Workdir, read_metrics
 
 SUBTYPES = ("shape", "left", "top", "closest", "furthest", "count")
 COLUMNS = (*SUBTYPES, "non_relational", "relational")
@@ -91,8 +91,7 @@ def summarize(run_dir: str) -> dict:
     {subtype: fraction}, "overall"}], "final": the last test evaluation (at the end of the
     run) or None, "steps_per_epoch", "model", "status", "wall_minutes"}.
     """
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
+    config = Workdir(run_dir, writer=False).read_config().to_dict()
     records = _records(os.path.join(run_dir, METRICS))
     minutes = training_minutes(records)
     steps_per_epoch = config["data"]["num_train"] / config["batch_size"]
