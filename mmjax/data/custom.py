@@ -39,9 +39,9 @@ import tensorflow_datasets as tfds
 
 from mmjax.data.answers import AnswerVocabulary
 from mmjax.data.tokenizer import build_tokenizer
+from mmjax.workdir import ANSWERS_FILE, TOKENIZER_FILES
 
 SPLITS = ("train", "validation")
-TOKENIZER_FILES = {"word": "tokenizer.json", "sentencepiece": "tokenizer.model"}
 _STORED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}  # kept as they are; others become PNG
 
 
@@ -303,13 +303,7 @@ def convert(
     the input or the images folder is missing; nothing is written then.
     """
     output = os.path.abspath(os.path.expanduser(output))
-    if os.path.exists(output) and not overwrite:
-        raise ValueError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    for what, path in (("input file", input_path), ("images folder", images_dir)):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{what} {path} does not exist")
-    if tokenizer not in TOKENIZER_FILES:
-        raise ValueError(f"tokenizer {tokenizer!r} is not one of {sorted(TOKENIZER_FILES)}")
+    _check_arguments(input_path, images_dir, output, tokenizer, overwrite)
     entries, images, bad = read_jsonl(input_path, images_dir, max_image_side, report)
     if not entries:
         raise ValueError(f"{input_path} has no usable line ({len(bad)} bad lines)")
@@ -320,39 +314,60 @@ def convert(
     # Next to the output, so the final rename stays on one file system.
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
     try:
-        builder = _CustomDataset(
-            splits, images, data_dir=os.path.join(work, "tfds"), file_format="array_record"
+        staged = _write_records(splits, images, work)
+        text_tokenizer, vocabulary = _write_vocabularies(
+            staged, splits["train"], tokenizer, tokenizer_options
         )
-        # TFDS prints "Downloading and preparing dataset" and progress bars: nothing is
-        # downloaded, and the report is ours to print.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            builder.download_and_prepare()
-        staged = os.path.join(work, "dataset")
-        shutil.move(builder.data_dir, staged)
-
-        train = splits["train"]
-        captions = [c for e in train for c in e.captions]
-        questions = [q for e in train for q, _ in e.questions]
-        text_tokenizer = build_tokenizer(
-            tokenizer, captions + questions, **(tokenizer_options or {})
-        )
-        text_tokenizer.save(os.path.join(staged, TOKENIZER_FILES[tokenizer]))
-        answers = [a for e in train for _, a in e.questions]
-        vocabulary = AnswerVocabulary.build(answers) if answers else None
-        if vocabulary:
-            vocabulary.save(os.path.join(staged, "answers.json"))
-
         summary = _summary(splits, bad, text_tokenizer, len(vocabulary or ()), tokenizer)
         with open(os.path.join(staged, "prepare_summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         if os.path.exists(output):
-            old = os.path.join(work, "old")
-            os.rename(output, old)
+            os.rename(output, os.path.join(work, "old"))  # removed with `work` below
         os.rename(staged, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(summary_line(output, summary))
     return summary
+
+
+def _check_arguments(input_path, images_dir, output, tokenizer, overwrite) -> None:
+    """Raises, before anything is read or written, what `convert` would fail on at once."""
+    if os.path.exists(output) and not overwrite:
+        raise ValueError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    for what, path in (("input file", input_path), ("images folder", images_dir)):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{what} {path} does not exist")
+    if tokenizer not in TOKENIZER_FILES:
+        raise ValueError(f"tokenizer {tokenizer!r} is not one of {sorted(TOKENIZER_FILES)}")
+
+
+def _write_records(splits: dict, images: dict, work: str) -> str:
+    """Writes the TFDS dataset of `splits` under `work`; returns its folder, work/dataset."""
+    builder = _CustomDataset(
+        splits, images, data_dir=os.path.join(work, "tfds"), file_format="array_record"
+    )
+    # TFDS prints "Downloading and preparing dataset" and progress bars: nothing is
+    # downloaded, and the report is ours to print.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        builder.download_and_prepare()
+    staged = os.path.join(work, "dataset")
+    shutil.move(builder.data_dir, staged)
+    return staged
+
+
+def _write_vocabularies(
+    staged: str, train: list[Entry], tokenizer: str, tokenizer_options: dict | None
+) -> tuple:
+    """Saves into `staged` and returns (tokenizer, AnswerVocabulary or None) of `train`."""
+    captions = [c for e in train for c in e.captions]
+    questions = [q for e in train for q, _ in e.questions]
+    text_tokenizer = build_tokenizer(tokenizer, captions + questions, **(tokenizer_options or {}))
+    text_tokenizer.save(os.path.join(staged, TOKENIZER_FILES[tokenizer]))
+    answers = [a for e in train for _, a in e.questions]
+    vocabulary = AnswerVocabulary.build(answers) if answers else None
+    if vocabulary:
+        vocabulary.save(os.path.join(staged, ANSWERS_FILE))
+    return text_tokenizer, vocabulary
 
 
 def _summary(splits, bad, text_tokenizer, num_answers, tokenizer_kind) -> dict:

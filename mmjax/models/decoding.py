@@ -212,6 +212,111 @@ def length_penalty_factor(length: Array, alpha: float) -> Array:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def _gather_beams(x: Array, index: Array) -> Array:
+    """Entries index [B, k'] along axis 1 of x [B, M, ...]: [B, k', ...]."""
+    index = index.reshape(index.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
+def _gather_cache(cache: Any, index: Array, batch: int, beam_size: int) -> Any:
+    """The decoder cache reordered so that beam j of example b holds beam index[b, j]'s.
+
+    Cache leaves are [B * k, ...] (k = beam_size, example-major), index is [B, k].
+    """
+
+    # The scalar positions are shared by all beams. The cross-attention keys/values are
+    # gathered too: they are equal across a row's beams, so this is correct, just some extra
+    # copying.
+    def gather_leaf(x):
+        if x.ndim == 0:
+            return x
+        x = _gather_beams(x.reshape((batch, beam_size) + x.shape[1:]), index)
+        return x.reshape((batch * beam_size,) + x.shape[2:])
+
+    return jax.tree.map(gather_leaf, cache)
+
+
+def _best_possible_score(
+    live_logp: Array, t: Array, max_len: int, length_penalty: float | Array
+) -> Array:
+    """Upper bound [B] on the score any live beam (log-probs live_logp [B, k]) can still reach."""
+    # Log-probs only fall as beams grow, so the best live beam bounds every future score;
+    # divide by the largest penalty factor still reachable (lengths t+1 .. max_len).
+    factor = jnp.maximum(
+        length_penalty_factor(t + 1.0, length_penalty),
+        length_penalty_factor(float(max_len), length_penalty),
+    )
+    return jnp.max(live_logp, axis=1) / factor
+
+
+def _extend_beams(
+    live_seqs: Array, live_logp: Array, log_probs: Array, t: Array
+) -> tuple[Array, Array, Array, Array]:
+    """The best 2k one-token extensions of the k live beams at output position t.
+
+    Args:
+      live_seqs: [B, k, max_len] the live beams' tokens.
+      live_logp: [B, k] their log-probabilities.
+      log_probs: [B, k, V] next-token log-probabilities of each live beam.
+      t: the position the new tokens are written to.
+
+    Returns:
+      (log-probability [B, 2k] best first, parent beam [B, 2k], token [B, 2k] int32,
+      sequences [B, 2k, max_len] with the token written at t).
+    """
+    k, vocab = log_probs.shape[1], log_probs.shape[-1]
+    candidates = (live_logp[:, :, None] + log_probs).reshape(live_logp.shape[0], k * vocab)
+    top_logp, top_index = jax.lax.top_k(candidates, 2 * k)  # [B, 2k], best first
+    parent, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
+    seqs = _gather_beams(live_seqs, parent)
+    seqs = jax.lax.dynamic_update_slice_in_dim(seqs, token[:, :, None], t, axis=2)
+    return top_logp, parent, token, seqs
+
+
+def _update_finished(
+    finished: tuple[Array, Array, Array],
+    seqs: Array,
+    top_logp: Array,
+    token: Array,
+    t: Array,
+    eos_id: int,
+    max_len: int,
+    length_penalty: float | Array,
+) -> tuple[Array, Array, Array]:
+    """The best k finished beams after adding the candidates that finish at position t.
+
+    `finished` is (sequences [B, k, max_len], scores [B, k], log-probs [B, k]), sorted by
+    score, best first; seqs [B, 2k, max_len], top_logp [B, 2k] and token [B, 2k] are the
+    candidates of `_extend_beams`. Returns the updated `finished`.
+    """
+    fin_seqs, fin_scores, fin_logp = finished
+    k = fin_scores.shape[1]
+    # Only the first k candidates may finish (see `beam_search`).
+    finishing = ((token == eos_id) | (t == max_len - 1)) & (jnp.arange(2 * k) < k)
+    scores = jnp.where(
+        finishing, top_logp / length_penalty_factor(t + 1.0, length_penalty), -jnp.inf
+    )
+    # Existing finished beams come first, so they win ties against new ones.
+    fin_scores, keep = jax.lax.top_k(jnp.concatenate([fin_scores, scores], axis=1), k)
+    fin_seqs = _gather_beams(jnp.concatenate([fin_seqs, seqs], axis=1), keep)
+    fin_logp = _gather_beams(jnp.concatenate([fin_logp, top_logp], axis=1), keep)
+    return fin_seqs, fin_scores, fin_logp
+
+
+def _initial_beam_state(batch: int, k: int, max_len: int, pad: int, cache: Any) -> tuple:
+    """Loop state (t, live seqs, live log-probs, (finished seqs, scores, log-probs), cache)."""
+    neg_inf = jnp.full((batch, k), -jnp.inf, jnp.float32)
+    return (
+        jnp.array(0, jnp.int32),
+        jnp.full((batch, k, max_len), pad, jnp.int32),
+        # All beams start as the same empty prefix: keep only one alive so that the first
+        # step does not fill the beam with k copies of each candidate.
+        neg_inf.at[:, 0].set(0.0),
+        (jnp.full((batch, k, max_len), pad, jnp.int32), neg_inf, neg_inf),
+        cache,
+    )
+
+
 @functools.partial(jax.jit, static_argnames=_STATIC + ("beam_size",))
 def beam_search(
     decoder: TextDecoder,
@@ -255,92 +360,35 @@ def beam_search(
     """
     _check(decoder, max_len)
     batch, k = encoded.shape[0], beam_size
-    pad = decoder.pad_id
     # Beams are folded into the batch as [B * k], example-major, so reshapes to [B, k] agree.
     flat_encoded = jnp.repeat(encoded, k, axis=0)
     flat_mask = None if encoded_mask is None else jnp.repeat(encoded_mask, k, axis=0)
     cache = init_cache(decoder, params, flat_encoded, flat_mask, max_len) if use_cache else None
 
-    def gather_beams(x, index):
-        """Pick entries index [B, k'] along axis 1 of x [B, M, ...], giving [B, k', ...]."""
-        index = index.reshape(index.shape + (1,) * (x.ndim - 2))
-        return jnp.take_along_axis(x, index, axis=1)
-
-    def gather_cache(cache, index):
-        # Leaves are [B * k, ...] (the scalar positions are shared by all beams). The
-        # cross-attention keys/values are gathered too: they are equal across a row's beams,
-        # so this is correct, just some extra copying.
-        def one(x):
-            if x.ndim == 0:
-                return x
-            x = gather_beams(x.reshape((batch, k) + x.shape[1:]), index)
-            return x.reshape((batch * k,) + x.shape[2:])
-
-        return jax.tree.map(one, cache)
-
-    def best_possible(live_logp, t):
-        # Log-probs only fall as beams grow, so the best live beam bounds every future score;
-        # divide by the largest penalty factor still reachable (lengths t+1 .. max_len).
-        factor = jnp.maximum(
-            length_penalty_factor(t + 1.0, length_penalty),
-            length_penalty_factor(float(max_len), length_penalty),
-        )
-        return jnp.max(live_logp, axis=1) / factor
-
     def cond(state):
-        t, _, live_logp, _, fin_scores, _, _ = state
-        can_improve = best_possible(live_logp, t) > jnp.min(fin_scores, axis=1)
-        return (t < max_len) & jnp.any(can_improve)
+        t, _, live_logp, (_, fin_scores, _), _ = state
+        best = _best_possible_score(live_logp, t, max_len, length_penalty)
+        return (t < max_len) & jnp.any(best > jnp.min(fin_scores, axis=1))
 
     def body(state):
-        t, live_seqs, live_logp, fin_seqs, fin_scores, fin_logp, cache = state
+        t, live_seqs, live_logp, finished, cache = state
+        flat_seqs = live_seqs.reshape(batch * k, max_len)
         logits, cache = _next_logits(
-            decoder,
-            params,
-            flat_encoded,
-            flat_mask,
-            bos_id,
-            live_seqs.reshape(batch * k, max_len),
-            t,
-            cache,
+            decoder, params, flat_encoded, flat_mask, bos_id, flat_seqs, t, cache
         )
-        log_probs = _log_probs(logits, pad).reshape(batch, k, -1)
-        vocab = log_probs.shape[-1]
-        candidates = (live_logp[:, :, None] + log_probs).reshape(batch, k * vocab)
-        top_logp, top_index = jax.lax.top_k(candidates, 2 * k)  # [B, 2k], best first
-        parent, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
-        seqs = gather_beams(live_seqs, parent)
-        seqs = jax.lax.dynamic_update_slice_in_dim(seqs, token[:, :, None], t, axis=2)
-
-        is_eos = token == eos_id
-        finishing = (is_eos | (t == max_len - 1)) & (jnp.arange(2 * k) < k)
-        scores = jnp.where(
-            finishing, top_logp / length_penalty_factor(t + 1.0, length_penalty), -jnp.inf
+        log_probs = _log_probs(logits, decoder.pad_id).reshape(batch, k, -1)
+        top_logp, parent, token, seqs = _extend_beams(live_seqs, live_logp, log_probs, t)
+        finished = _update_finished(
+            finished, seqs, top_logp, token, t, eos_id, max_len, length_penalty
         )
-        # Existing finished beams come first, so they win ties against new ones.
-        fin_scores, keep = jax.lax.top_k(jnp.concatenate([fin_scores, scores], axis=1), k)
-        fin_seqs = gather_beams(jnp.concatenate([fin_seqs, seqs], axis=1), keep)
-        fin_logp = gather_beams(jnp.concatenate([fin_logp, top_logp], axis=1), keep)
-
-        live_logp, keep = jax.lax.top_k(jnp.where(is_eos, -jnp.inf, top_logp), k)
-        live_seqs = gather_beams(seqs, keep)
+        live_logp, keep = jax.lax.top_k(jnp.where(token == eos_id, -jnp.inf, top_logp), k)
+        live_seqs = _gather_beams(seqs, keep)
         if cache is not None:
-            cache = gather_cache(cache, gather_beams(parent, keep))
-        return t + 1, live_seqs, live_logp, fin_seqs, fin_scores, fin_logp, cache
+            cache = _gather_cache(cache, _gather_beams(parent, keep), batch, k)
+        return t + 1, live_seqs, live_logp, finished, cache
 
-    neg_inf = jnp.full((batch, k), -jnp.inf, jnp.float32)
-    state = (
-        jnp.array(0, jnp.int32),
-        jnp.full((batch, k, max_len), pad, jnp.int32),
-        # All beams start as the same empty prefix: keep only one alive so that the first
-        # step does not fill the beam with k copies of each candidate.
-        neg_inf.at[:, 0].set(0.0),
-        jnp.full((batch, k, max_len), pad, jnp.int32),
-        neg_inf,
-        neg_inf,
-        cache,
-    )
-    _, _, _, fin_seqs, _, fin_logp, _ = jax.lax.while_loop(cond, body, state)
+    state = _initial_beam_state(batch, k, max_len, decoder.pad_id, cache)
+    _, _, _, (fin_seqs, _, fin_logp), _ = jax.lax.while_loop(cond, body, state)
     # top_k keeps the finished beams sorted by score, best first.
     return fin_seqs[:, 0], fin_logp[:, 0]
 

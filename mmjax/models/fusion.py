@@ -198,6 +198,19 @@ class FusionLayer(SharedImageBlock):
         return x, None
 
 
+def _joint_tokens(x_image: Array, x_text: Array, text_mask: Array) -> tuple[Array, Array]:
+    """Per question, [image; question] tokens [B, Q, N + L, D] and their attention mask.
+
+    x_image is [B, N, D], copied for each question; x_text [B, Q, L, D]; text_mask [B, Q, L]
+    bool. The mask is `padding_mask` of the valid keys (every image token, the valid text).
+    """
+    b, n, d = x_image.shape
+    q = x_text.shape[1]
+    x = jnp.concatenate([jnp.broadcast_to(x_image[:, None], (b, q, n, d)), x_text], axis=2)
+    mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
+    return x, mask
+
+
 class MultimodalEncoder(nn.Module):
     """Single-stream transformer over image tokens and the tokens of Q questions per image.
 
@@ -297,58 +310,84 @@ class MultimodalEncoder(nn.Module):
           [image; text] keys) and "image_attention": {"block_{i}": ...}, [B, H, N, N] with
           `share_image=True`, else [B, Q, H, N, N + L]; otherwise it is {}.
         """
-        b, n, d = image_tokens.shape
-        q = text_tokens.shape[1]
-        type_embedding = self.param(
-            "type_embedding", nn.initializers.normal(stddev=0.02), (2, d), self.param_dtype
-        )
-        x_image = (image_tokens + type_embedding[0]).astype(self.dtype)
-        x_text = (text_tokens + type_embedding[1]).astype(self.dtype)
+        _, n, _ = image_tokens.shape  # [B, N, D]
+        x_image, x_text = self._add_type_embedding(image_tokens, text_tokens)
         text_mask = jnp.asarray(text_mask, dtype=bool)
-
-        if not self.share_image:
-            x = jnp.concatenate([jnp.broadcast_to(x_image[:, None], (b, q, n, d)), x_text], axis=2)
-            mask = padding_mask(jnp.concatenate([jnp.ones((b, q, n), bool), text_mask], axis=2))
-
+        # What every block carries and the inputs it reads besides (see `FusionLayer`).
+        if self.share_image:
+            carry, inputs = (x_image, x_text), (text_mask, bias_features)
+        else:
+            carry, inputs = _joint_tokens(x_image, x_text, text_mask)
         if (self.text_image_bias == "none") != (bias_features is None):
             raise ValueError("text_image_bias and bias_features go together: give both or neither.")
         if bias_features is not None and not self.share_image:
             raise ValueError("A text-to-image bias needs share_image=True.")
-        features = bias_features
 
-        image_attention, text_attention = {}, {}
         if self.remat or self.scan_layers:
             if return_attention:
                 raise ValueError("return_attention needs remat=False and scan_layers=False")
-            if self.share_image:
-                inputs = (text_mask, features)
-                x_image, x_text = self._layers((x_image, x_text), inputs, train)
-            else:
-                x = self._layers(x, mask, train)
+            carry = self._layers(carry, inputs, train)
+            image_attention, text_attention = {}, {}
         else:
-            for i in range(self.depth):
-                block = SharedImageBlock(**self._block_kwargs(), name=f"block_{i}")
-                if self.share_image:
-                    x_image, x_text, w_image, w_text = block.shared_image(
-                        x_image,
-                        x_text,
-                        text_mask,
-                        train=train,
-                        return_weights=return_attention,
-                        bias_features=features,
-                    )
-                else:
-                    x, w = block(x, mask=mask, train=train, return_weights=return_attention)
-                    w_image, w_text = (None, None) if w is None else (w[..., :n, :], w[..., n:, :])
-                image_attention[f"block_{i}"], text_attention[f"block_{i}"] = w_image, w_text
-
-        norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")
-        if self.share_image:
-            image_out, text_out = norm(x_image), norm(x_text)
-        else:
-            x = norm(x)
-            image_out, text_out = x[:, :, :n], x[:, :, n:]
+            carry, image_attention, text_attention = self._unrolled_blocks(
+                carry, inputs, n, train, return_attention
+            )
+        image_out, text_out = self._final_norm(carry, n)
         intermediates = {}
         if return_attention:
             intermediates = {"image_attention": image_attention, "text_attention": text_attention}
         return image_out, text_out, intermediates
+
+    def _add_type_embedding(self, image_tokens: Array, text_tokens: Array) -> tuple[Array, Array]:
+        """Image [B, N, D] and text [B, Q, L, D] tokens plus their `type_embedding` rows."""
+        type_embedding = self.param(
+            "type_embedding",
+            nn.initializers.normal(stddev=0.02),
+            (2, image_tokens.shape[-1]),
+            self.param_dtype,
+        )
+        x_image = (image_tokens + type_embedding[0]).astype(self.dtype)
+        x_text = (text_tokens + type_embedding[1]).astype(self.dtype)
+        return x_image, x_text
+
+    def _unrolled_blocks(
+        self, carry, inputs, num_image_tokens: int, train: bool, return_attention: bool
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """The blocks `block_{i}` one by one on `carry` (see `FusionLayer` for carry and inputs).
+
+        Returns (carry, image attention, text attention): the attention dicts map "block_{i}"
+        to its weights (shapes in `__call__`), or to None without `return_attention`.
+        """
+        n = num_image_tokens
+        image_attention, text_attention = {}, {}
+        for i in range(self.depth):
+            block = SharedImageBlock(**self._block_kwargs(), name=f"block_{i}")
+            if self.share_image:
+                (x_image, x_text), (text_mask, features) = carry, inputs
+                x_image, x_text, w_image, w_text = block.shared_image(
+                    x_image,
+                    x_text,
+                    text_mask,
+                    train=train,
+                    return_weights=return_attention,
+                    bias_features=features,
+                )
+                carry = (x_image, x_text)
+            else:
+                carry, w = block(carry, mask=inputs, train=train, return_weights=return_attention)
+                w_image, w_text = (None, None) if w is None else (w[..., :n, :], w[..., n:, :])
+            image_attention[f"block_{i}"], text_attention[f"block_{i}"] = w_image, w_text
+        return carry, image_attention, text_attention
+
+    def _final_norm(self, carry, num_image_tokens: int) -> tuple[Array, Array]:
+        """`encoder_norm` of the blocks' output `carry`, split into (image, text) tokens.
+
+        Image [B, N, D] and text [B, Q, L, D] with share_image=True; from the joint tokens
+        [B, Q, N + L, D] otherwise, image [B, Q, N, D] and text [B, Q, L, D].
+        """
+        norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")
+        if self.share_image:
+            x_image, x_text = carry
+            return norm(x_image), norm(x_text)
+        x = norm(carry)
+        return x[:, :, :num_image_tokens], x[:, :, num_image_tokens:]
