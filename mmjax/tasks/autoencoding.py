@@ -231,8 +231,8 @@ class AutoencodingTask(Task):
 
     def report(self, metrics: dict[str, float]) -> str:
         """A table of the headline test metrics, the mean-image baseline and the probes."""
-        test = self.config.evals.test.split if "test" in self.config.evals else "test"
-        mean_mse = mean_image_baseline(self.dataset.source("train"), self.dataset.source(test))
+        test = self.dataset.source(self.test_split())
+        mean_mse = mean_image_baseline(self.dataset.source("train"), test)
 
         # Metrics arrive as "<eval name>/<metric>"; the eval names are the config's choice,
         # and the validation split's are not what this table reports.

@@ -72,6 +72,11 @@ class Task(abc.ABC):
     def predict(self, params, batch):
         """The predictions the evaluators score: a dict of arrays with batch axis first."""
 
+    def test_split(self) -> str:
+        """The split the final "test" evaluation scores (the config's, else the dataset's)."""
+        evals = self.config.get("evals", {})
+        return evals["test"].split if "test" in evals else self.dataset.test_split
+
     def report(self, metrics: dict[str, float]) -> str | None:
         """A text summary of the final metrics, or None."""
         del metrics

@@ -183,9 +183,9 @@ class CaptioningTask(Task):
 
     def report(self, metrics: dict[str, float]) -> str:
         """A table of the test caption metrics next to the most-frequent-caption baseline."""
-        test = self.config.evals.test.split if "test" in self.config.evals else "test"
         baseline = most_frequent_caption_baseline(
-            self.dataset.source("train", images=False), self.dataset.source(test, images=False)
+            self.dataset.source("train", images=False),
+            self.dataset.source(self.test_split(), images=False),
         )
         lines = [f"{'metric':<10}{'model':>10}{'most frequent caption':>24}", "-" * 44]
         for name, value in baseline.items():

@@ -147,10 +147,7 @@ class VQATask(Task):
 
     def report(self, metrics: dict[str, float]) -> str:
         """Test accuracy per slice and overall, next to the dataset's image-blind baseline."""
-        test = self.dataset.test_split
-        if "test" in self.config.evals:
-            test = self.config.evals.test.split
-        name, baseline = self.dataset.answer_baseline(test)
+        name, baseline = self.dataset.answer_baseline(self.test_split())
         rows = [k.split("/", 2)[2] for k in metrics if k.startswith("test/accuracy/")]
         lines = [f"{'test accuracy':<16}{'model':>8}{name:>{max(len(name), 12) + 2}}"]
         for row in [*rows, "overall"]:
