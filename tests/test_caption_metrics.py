@@ -2,15 +2,17 @@
 
 METEOR starts a Java process that loads a paraphrase table (~10 s on a busy 2-core machine),
 so it runs twice in this file: once through caption_metrics and once directly, in one
-module-scoped fixture. Every other check uses java=False.
+module-scoped fixture. Every other check uses java=False. BLEU, ROUGE-L and CIDEr-D are mmjax's
+own Python (`caption_scores`), checked here against pycocoevalcap's scorers (a test extra), and
+without pycocoevalcap importable at all.
 """
 
+import json
 import math
 import shutil
 import subprocess
 import sys
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -66,8 +68,7 @@ def _reset_warning_flag(monkeypatch):
 
 
 def _no_java(references, candidates):
-    with pytest.warns(RuntimeWarning, match="without Java"):
-        return caption_metrics(references, candidates, java=False)
+    return caption_metrics(references, candidates, java=False)
 
 
 @pytest.fixture(scope="module")
@@ -161,16 +162,82 @@ def test_bleu_1_and_rouge_l_by_hand():
     assert rouge["bleu_1"] == pytest.approx(math.exp(1 - 6 / 5), rel=1e-6)
 
 
-def test_no_java_detected_skips_meteor_and_warns_once(monkeypatch):
+def _skip_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "METEOR and PTB" in r.getMessage()]
+
+
+def test_no_java_detected_skips_meteor_and_warns_once(monkeypatch, caplog):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.warns(RuntimeWarning, match="PTB tokenization and METEOR are skipped"):
-        first = caption_metrics(REFERENCES, CANDIDATES)
+    first = caption_metrics(REFERENCES, CANDIDATES)
     assert list(first) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d"]
     assert all(np.isfinite(v) and v > 0 for v in first.values())
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        again = caption_metrics(REFERENCES, CANDIDATES)  # no second warning
+    again = caption_metrics(REFERENCES, CANDIDATES)
     assert again == first
+    (line,) = _skip_lines(caplog)  # one warning, of one line, for both calls
+    assert "\n" not in line and "no `java` on the PATH" in line
+
+
+def test_without_pycocoevalcap_importable_the_metrics_still_run():
+    # The plain install has no pycocoevalcap: hide it from a fresh interpreter.
+    script = """
+import importlib.machinery, json, sys
+class Hide(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.split(".")[0] != "pycocoevalcap":
+            return super().find_spec(name, path, target)
+finder = importlib.machinery.PathFinder
+sys.meta_path = [Hide if f is finder else f for f in sys.meta_path]
+from mmjax.evaluators.captioning import caption_metrics
+refs = json.loads(sys.argv[1]); cands = json.loads(sys.argv[2])
+print(json.dumps(caption_metrics(refs, cands)))
+assert "pycocoevalcap" not in sys.modules
+"""
+    args = [json.dumps(REFERENCES), json.dumps(CANDIDATES)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got == pytest.approx(caption_metrics(REFERENCES, CANDIDATES, java=False), rel=1e-12)
+    assert "meteor" not in got
+    assert done.stderr.strip().splitlines() == [
+        "caption metrics without Java: METEOR and PTB tokenization are skipped (pycocoevalcap "
+        "is not installed (pip install -e '.[eval]')); a Python tokenizer stands in, so "
+        "BLEU/ROUGE-L/CIDEr-D may differ slightly from the COCO evaluation"
+    ]
+
+
+def _random_corpus(rng, size: int, empty: bool):
+    words = "a the red blue square circle left of is on top green big".split()
+
+    def sentence():
+        return " ".join(rng.choice(words, rng.integers(0 if empty else 1, 11)))
+
+    gts = {i: [sentence() for _ in range(rng.integers(1, 6))] for i in range(size)}
+    return gts, {i: [sentence()] for i in range(size)}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_python_scores_equal_pycocoevalcaps_scorers(seed):
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from mmjax.evaluators import caption_scores
+
+    rng = np.random.default_rng(seed)
+    gts, res = _random_corpus(rng, int(rng.integers(1, 9)), empty=seed % 3 == 0)
+    theirs, theirs_each = Bleu(4).compute_score(gts, res, verbose=0)
+    ours, ours_each = caption_scores.bleu(gts, res)
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-300)
+    for k in range(4):
+        assert ours_each[k] == pytest.approx(theirs_each[k], rel=1e-12, abs=1e-300)
+    for ours_fn, scorer in ((caption_scores.rouge_l, Rouge()), (caption_scores.cider_d, Cider())):
+        theirs, theirs_each = scorer.compute_score(gts, res)
+        ours, ours_each = ours_fn(gts, res)
+        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+        assert ours_each == pytest.approx(list(theirs_each), rel=1e-12, abs=1e-12)
 
 
 def _fake_meteor(monkeypatch, script, started):
@@ -250,8 +317,7 @@ def test_evaluator_masks_padding_and_matches_caption_metrics():
     references, candidates = evaluator.collect(batches)
     assert list(candidates) == [0, 1, 2, 3]
     assert [len(references[i]) for i in range(4)] == [3, 4, 2, 3]  # all-padding rows absent
-    with pytest.warns(RuntimeWarning):
-        got = evaluator.evaluate(batches)
+    got = evaluator.evaluate(batches)
     assert got.pop("num_examples") == 4.0
     cap._warned_no_java = False
     want = _no_java(*_decoded(list(REFERENCES)))
@@ -266,8 +332,7 @@ def test_evaluator_example_key_counts_repeats_once_and_reads_text_bytes():
     )
     first = _batch(["img1", "img2"], [True, True])
     repeat = _batch(["img2", "img3"], [True, True], candidates=POOR)
-    with pytest.warns(RuntimeWarning):
-        got = evaluator.evaluate([first, repeat])
+    got = evaluator.evaluate([first, repeat])
     assert got["num_examples"] == 3.0
     references, candidates = evaluator.collect([first, repeat])
     assert candidates[2] == TOKENIZER.decode(first[1]["tokens"][1])  # first prediction kept

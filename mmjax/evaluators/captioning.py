@@ -1,31 +1,37 @@
 """Caption metrics: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D, as the COCO caption evaluation.
 
-The scores come from pycocoevalcap's own scorers (the `eval` extra): Bleu(4) (corpus-level,
-"closest" reference length), Meteor (METEOR 1.5, a Java subprocess), Rouge (ROUGE-L, beta 1.2)
-and Cider. pycocoevalcap's `Cider` *is* CIDEr-D, the variant every captioning paper reports as
-"CIDEr": n-grams 1..4, clipped counts, a Gaussian length penalty (sigma 6) and a factor of 10. Its
-document frequencies come from the references being scored, so a score depends on the whole
-evaluated set (and a set of one image scores 0: every n-gram then has idf log(1/1) = 0).
+BLEU (corpus-level, "closest" reference length), ROUGE-L (beta 1.2) and CIDEr-D are computed in
+pure Python by `mmjax.evaluators.caption_scores`, tested equal to pycocoevalcap's scorers, so
+they need nothing beyond the plain install. CIDEr-D is what pycocoevalcap calls `Cider` and
+every captioning paper reports as "CIDEr": n-grams 1..4, clipped counts, a Gaussian length
+penalty (sigma 6) and a factor of 10. Its document frequencies come from the references being
+scored, so a score depends on the whole evaluated set (and a set of one image scores 0: every
+n-gram then has idf log(1/1) = 0).
 
-Text is tokenized as the COCO evaluation does: Stanford PTBTokenizer (Java, the jar shipped in
-pycocoevalcap; lowercased; punctuation tokens dropped), run once over all references and
-candidates through stdin rather than through pycocoevalcap's wrapper, which writes a temporary
-file into its installed package directory. Without Java (`java=False`, or `java=None` and no
-`java` on the PATH) one warning says so, a Python tokenizer stands in (`simple_tokenize`: close
-to PTB on plain captions, not identical on clitics such as "don't") and METEOR is left out.
+METEOR (1.5) and the COCO evaluation's tokenization, Stanford PTBTokenizer (lowercased;
+punctuation tokens dropped), are Java programs whose jars ship in pycocoevalcap: they need the
+`eval` extra (`pip install -e '.[eval]'`) and a `java` on the PATH. PTB tokenization runs once
+over all references and candidates through stdin rather than through pycocoevalcap's wrapper,
+which writes a temporary file into its installed package directory. Without Java or
+pycocoevalcap one warning line says so (`java=False` leaves them out silently), a Python
+tokenizer stands in (`simple_tokenize`: close to PTB on plain captions, not identical on
+clitics such as "don't") and METEOR is left out.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import re
 import shutil
 import subprocess
 import threading
-import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from mmjax.evaluators import caption_scores
 
 BLEU_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
 METRIC_KEYS = BLEU_KEYS + ("meteor", "rouge_l", "cider_d")
@@ -48,12 +54,42 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
+def pycocoevalcap_available() -> bool:
+    """Whether pycocoevalcap (the METEOR and PTB tokenizer jars; the `eval` extra) is installed."""
+    return importlib.util.find_spec("pycocoevalcap") is not None
+
+
+def java_metrics_unavailable() -> str | None:
+    """Why METEOR and PTB tokenization cannot run here, or None when they can."""
+    if not pycocoevalcap_available():
+        return "pycocoevalcap is not installed (pip install -e '.[eval]')"
+    if not java_available():
+        return "no `java` on the PATH (install a Java runtime, e.g. OpenJDK 17)"
+    return None
+
+
+def java_requirements(java: bool | None) -> list:
+    """What METEOR and PTB tokenization need when asked for (`java=True`), as Requirements.
+
+    With java None or False they are optional (skipped with a warning), so nothing is required.
+    """
+    if java is not True:
+        return []
+    from mmjax.setup_check import executable, package
+
+    return [
+        package("pycocoevalcap", "pip install -e '.[eval]' (the METEOR and PTB tokenizer jars)"),
+        executable("java", "install a Java runtime, e.g. apt-get install openjdk-17-jre-headless"),
+    ]
+
+
 def _require_pycocoevalcap() -> None:
     try:
         import pycocoevalcap  # noqa: F401
     except ImportError:
         raise ImportError(
-            "caption metrics need pycocoevalcap: pip install -e '.[eval]' (or pycocoevalcap)"
+            "METEOR and PTB tokenization need pycocoevalcap: pip install -e '.[eval]' (or "
+            "pycocoevalcap)"
         ) from None
 
 
@@ -115,6 +151,7 @@ def meteor_score(
     The process is always closed afterwards, and killed when it does not answer within
     `timeout_s` seconds (RuntimeError then, as when Java fails).
     """
+    _require_pycocoevalcap()
     from pycocoevalcap.meteor.meteor import Meteor
 
     scorer = Meteor()
@@ -146,16 +183,16 @@ def meteor_score(
         _close_process(process)
 
 
-def _warn_no_java() -> None:
+def _warn_no_java(reason: str) -> None:
+    """Logs, once per process, one line saying METEOR and PTB tokenization are skipped."""
     global _warned_no_java
     if not _warned_no_java:
         _warned_no_java = True
-        warnings.warn(
-            "caption metrics without Java (not found, or java=False): PTB tokenization and "
-            "METEOR are skipped; a Python tokenizer stands in, so BLEU/ROUGE-L/CIDEr-D may "
-            "differ slightly from the COCO evaluation",
-            RuntimeWarning,
-            stacklevel=3,
+        logging.getLogger(__name__).warning(
+            "caption metrics without Java: METEOR and PTB tokenization are skipped (%s); a "
+            "Python tokenizer stands in, so BLEU/ROUGE-L/CIDEr-D may differ slightly from the "
+            "COCO evaluation",
+            reason,
         )
 
 
@@ -169,8 +206,9 @@ def caption_metrics(
     Args:
       references: example key -> its reference captions (at least one each), raw text.
       candidates: example key -> the generated caption, raw text; the same keys.
-      java: use Java for PTB tokenization and METEOR; None detects it (`java` on the PATH).
-        Without Java a warning is issued once, `simple_tokenize` is used and "meteor" is absent.
+      java: use Java for PTB tokenization and METEOR (needs pycocoevalcap and `java` on the
+        PATH); None uses it when both are there, and else logs one warning line (once per
+        process). Without it `simple_tokenize` is used and "meteor" is absent.
 
     Returns:
       bleu_1..bleu_4, meteor (with Java), rouge_l, cider_d as floats (BLEU, METEOR and ROUGE-L
@@ -189,9 +227,10 @@ def caption_metrics(
         if len(references[key]) == 0:
             raise ValueError(f"example {key!r} has no reference caption")
     if java is None:
-        java = java_available()
-    if not java:
-        _warn_no_java()
+        reason = java_metrics_unavailable()
+        java = reason is None
+        if not java:
+            _warn_no_java(reason)
     names = METRIC_KEYS if java else tuple(k for k in METRIC_KEYS if k != "meteor")
     if not keys:
         return {name: float("nan") for name in names}
@@ -211,20 +250,16 @@ def scores_of_tokenized(
 ) -> dict[str, float]:
     """The metrics of `caption_metrics` on already tokenized text, in pycocoevalcap's format.
 
-    gts: key -> list of tokenized references; res: key -> [tokenized candidate].
+    gts: key -> list of tokenized references; res: key -> [tokenized candidate]. `meteor`
+    runs METEOR (Java and pycocoevalcap); the other scores are computed in Python.
     """
-    _require_pycocoevalcap()
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
     gts, res = dict(gts), dict(res)
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    bleu, _ = caption_scores.bleu(gts, res)
     metrics = {name: float(value) for name, value in zip(BLEU_KEYS, bleu)}
     if meteor:
         metrics["meteor"] = meteor_score(gts, res)
-    metrics["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
-    metrics["cider_d"] = float(Cider().compute_score(gts, res)[0])
+    metrics["rouge_l"] = float(caption_scores.rouge_l(gts, res)[0])
+    metrics["cider_d"] = float(caption_scores.cider_d(gts, res)[0])
     return metrics
 
 
@@ -251,10 +286,16 @@ class CaptionEvaluator:
     Attributes:
       tokenizer: has decode(ids) -> str (the task's tokenizer, passed by the trainer).
       prediction_key, reference_key, example_key: the arrays' names, as above.
-      java: as in `caption_metrics` (None: use Java when it is on the PATH).
+      java: as in `caption_metrics` (None: use Java when it and pycocoevalcap are there;
+        True: require them, checked before training by `requirements`).
     """
 
     CONTEXT = ("tokenizer",)  # given by the task (see evaluators.build_evaluator)
+
+    @classmethod
+    def requirements(cls, eval_config: dict) -> list:
+        """What the config entry `eval_config` needs beyond the plain install (setup_check)."""
+        return java_requirements(eval_config.get("java"))
 
     def __init__(
         self,

@@ -28,15 +28,13 @@ folds is the floor.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mmjax.evaluators.captioning import caption_metrics
+from mmjax.evaluators.captioning import caption_metrics, java_requirements
 
 GRID_COLUMNS = ("input", "joint", "from_image", "from_text")
 
@@ -231,10 +229,17 @@ class ReconstructionEvaluator:
       grid_scale: enlargement of the grid's tiles.
       grid_dir: the grids' folder under workdir.
       eos_id: end-of-sequence id.
-      java: as in `caption_metrics` (None: use Java when it is on the PATH).
+      java: as in `caption_metrics` (None: METEOR when Java and pycocoevalcap are there).
     """
 
     CONTEXT = ("tokenizer", "workdir")  # given by the task (see evaluators.build_evaluator)
+
+    @classmethod
+    def requirements(cls, eval_config: dict) -> list:
+        """What the config entry `eval_config` needs beyond the plain install (setup_check)."""
+        if not eval_config.get("caption_metrics_for", ("from_image",)):
+            return []
+        return java_requirements(eval_config.get("java"))
 
     def __init__(
         self,
@@ -256,14 +261,6 @@ class ReconstructionEvaluator:
         self.text_key = text_key
         self.sources = tuple(sources)
         self.caption_metrics_for = tuple(caption_metrics_for)
-        if self.caption_metrics_for and importlib.util.find_spec("pycocoevalcap") is None:
-            # The caption metrics are extras of this evaluator: the run goes on without them.
-            warnings.warn(
-                "reconstruction: no caption metrics (CIDEr-D etc.) without pycocoevalcap; "
-                "pip install -e '.[eval]'",
-                stacklevel=2,
-            )
-            self.caption_metrics_for = ()
         self.grid_examples = grid_examples
         self.grid_scale = grid_scale
         self.grid_dir = grid_dir
