@@ -57,36 +57,65 @@ def run(config, workdir: str) -> dict[str, float]:
     """Trains and evaluates `config` in `workdir`; returns the final eval metrics.
 
     Everything is checked (the config against the workdir's checkpoints, the batch sizes, the
-    model's shapes on a real example) before the workdir's first file is written.
+    model's shapes on a real example, what the evaluators, writer and checkpoints need) before
+    the workdir's first file is written.
     """
     import jax
 
+    from mmjax import setup_check
     from mmjax.experiment import Experiment
     from mmjax.train.trainer import check_batch_sizes, make_mesh, train_and_evaluate
     from mmjax.workdir import Workdir
 
     workdir = Workdir(workdir, writer=jax.process_index() == 0)
-    workdir.check_resumable(config)
-    # The batch sizes against the devices before the dataset is built: a run that cannot
-    # start leaves nothing behind.
-    check_batch_sizes(config, make_mesh(config))
-    resuming = bool(workdir.checkpoint_steps())
-    experiment = Experiment.assemble(config, saved=workdir if resuming else None)
-    experiment.check_model()
-    workdir.write_config(config)
-    experiment.save_vocabularies(workdir)
-    metrics = train_and_evaluate(config, workdir, experiment.task)
+    setup_check.check_setup(config, workdir.path)  # packages, Java, a writable workdir
+    # One run per workdir: a second one stops here naming the first (Workdir.lock).
+    with workdir.lock():
+        workdir.check_resumable(config)
+        # The batch sizes against the devices before the dataset is built: a run that cannot
+        # start leaves nothing behind.
+        check_batch_sizes(config, make_mesh(config))
+        resuming = bool(workdir.checkpoint_steps())
+        experiment = Experiment.assemble(config, saved=workdir if resuming else None)
+        experiment.check_model()
+        batch = experiment.local_batch(1)
+        setup_check.check_disk(
+            workdir.path, setup_check.checkpoint_bytes(config, experiment.task, batch)
+        )
+        workdir.write_config(config)
+        experiment.save_vocabularies(workdir)
+        metrics = train_and_evaluate(config, workdir, experiment.task)
     report = experiment.task.report(metrics)
     if jax.process_index() == 0 and report:
         print(report, flush=True)
     return metrics
 
 
+def _report_evaluation_error(error, workdir: str) -> None:
+    """One line naming the evaluator, the error and the saved step; the traceback to a file."""
+    import jax
+
+    from mmjax.train.evaluation_error import ERRORS_LOG
+
+    log = os.path.join(workdir, ERRORS_LOG)
+    if jax.process_index() == 0:  # only process 0 writes the workdir's files
+        error.write_log(workdir)
+    print(
+        f"mmjax: evaluation error: {error}; step {error.step} is saved and the same command "
+        f"resumes from it; traceback in {log}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv):
     """Entry point: checks flags and config, then runs."""
     del argv
     from mmjax.config_loader import load_config, validate_config
-    from mmjax.train.checkpoints import CheckpointError
+    from mmjax.setup_check import SetupError
+    from mmjax.train.checkpoints import CheckpointError, quiet_failed_save_reports
+    from mmjax.train.evaluation_error import EvaluationError
+    from mmjax.workdir import WorkdirError
 
     try:
         if not FLAGS.config or not FLAGS.workdir:
@@ -105,6 +134,7 @@ def main(argv):
         logging.getLogger().setLevel(logging.INFO)
         # orbax and TFDS log every save and dataset lookup through absl at INFO/WARNING.
         logging.getLogger("absl").setLevel(logging.ERROR)
+        quiet_failed_save_reports()  # a failed save is the one line printed below
         # orbax needs absolute paths; a relative --workdir is relative to the current directory.
         run(config, os.path.abspath(os.path.expanduser(FLAGS.workdir)))
     except ConfigError as error:
@@ -113,6 +143,15 @@ def main(argv):
     except DataError as error:
         print(f"mmjax: data error: {error}", file=sys.stderr)
         sys.exit(2)
+    except SetupError as error:
+        print(f"mmjax: setup error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except WorkdirError as error:  # in use by another run, or a file it did not write
+        print(f"mmjax: workdir error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except EvaluationError as error:
+        _report_evaluation_error(error, os.path.abspath(os.path.expanduser(FLAGS.workdir)))
+        sys.exit(1)
     except FloatingPointError as error:
         print(f"mmjax: training stopped: {error}", file=sys.stderr)
         sys.exit(1)

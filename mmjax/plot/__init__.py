@@ -7,7 +7,7 @@ One PNG per metric group, the name before the first "/" (`train.png`, `test.png`
 named test, ...), with one panel per metric and one line per run. Bookkeeping metrics (timings,
 example counts) are left out unless --metrics selects them. A step logged twice (a run resumed
 from an older checkpoint logs its steps again) keeps its last value. Needs matplotlib
-(`pip install -e ".[plot]"`).
+(a core dependency of mmjax).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def plot_runs(
         matplotlib.use("Agg")  # files only: no display is needed or wanted
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotError('matplotlib is not installed (pip install -e ".[plot]")') from None
+        raise PlotError("matplotlib is not installed (pip install -e .)") from None
     if not workdirs:
         raise PlotError("no workdir given")
     runs = {label: read_records(w) for label, w in zip(run_labels(workdirs), workdirs)}

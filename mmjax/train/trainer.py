@@ -22,6 +22,7 @@ from mmjax.config_utils import ConfigError
 from mmjax.data import pipeline
 from mmjax.train import sharding
 from mmjax.train.checkpoints import Checkpointer
+from mmjax.train.evaluation_error import EvaluationError
 from mmjax.train.metric_writers import MetricWriter
 from mmjax.train.progress import Progress
 from mmjax.train.steps import compile_steps, state_bytes
@@ -154,7 +155,10 @@ def _evaluate(setups: dict, names, params, predict, mesh, writer, step: int) -> 
             (_to_host(local), _to_host(predict(params, sharding.step_batch(local, mesh))))
             for local in dataset
         )
-        scores = evaluator.evaluate(pairs)
+        try:
+            scores = evaluator.evaluate(pairs)
+        except Exception as error:  # noqa: BLE001 - any failure stops the run at this boundary
+            raise EvaluationError(name, type(evaluator).__name__, step, error) from error
         scores["seconds"] = time.perf_counter() - start
         results.update({f"{name}/{k}": v for k, v in scores.items()})
     writer.write(step, results)
@@ -242,7 +246,13 @@ def train_and_evaluate(config, workdir: Workdir, task) -> dict[str, float]:
                     raise SystemExit(0)
                 due = [n for n, ev in config.evals.items() if ev.every and step % ev.every == 0]
                 if due and step < total:
-                    _evaluate(setups, due, state.params, steps.predict, mesh, writer, step)
+                    try:
+                        _evaluate(setups, due, state.params, steps.predict, mesh, writer, step)
+                    except EvaluationError:
+                        # No training is lost: this step is saved (a no-op if it just was).
+                        check_finite(step, metrics)
+                        checkpointer.save(step, state, train_iter.get_state())
+                        raise
     finally:
         # However the loop ends, a save in flight is finished, never left half-written.
         checkpointer.close()
