@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable
 
 import numpy as np
 
 from mmjax.config_utils import ConfigError
-from mmjax.data.datasets import CheckedSource, Dataset
+from mmjax.data.datasets import CheckedSource, Dataset, as_text
 from mmjax.registry import DATASETS
 
 
@@ -59,13 +60,36 @@ def clevr_record(raw: dict, index: int) -> dict:
     }
 
 
+def _json_texts(values, count: int, empty: str) -> list:
+    # Datasets prepared before these features existed have none: every value is `empty`.
+    return (
+        [json.loads(v) for v in _texts(values)]
+        if values is not None
+        else [json.loads(empty)] * count
+    )
+
+
 def custom_record(raw: dict, index: int) -> dict:
-    """A decoded example of `mmjax.data.prepare` -> {"id", "image", "captions", "questions"}."""
+    """A decoded example of `mmjax.data.prepare` -> {"id", "image", "captions", "questions"}.
+
+    Also "attributes" (the image's grouping attributes, a dict), and in "questions", "answers"
+    (each question's human answers; [answer] where the line gave one) and "attributes" (a dict
+    per question).
+    """
     del index
     record = {"id": int(raw["id"]), "image": raw["image"]}
     record["captions"] = _texts(raw["captions"]["text"])
     qa = raw["question_answer"]
-    record["questions"] = {"text": _texts(qa["question"]), "answer": _texts(qa["answer"])}
+    answer = _texts(qa["answer"])
+    several = _json_texts(qa.get("answers"), len(answer), "[]")
+    record["questions"] = {
+        "text": _texts(qa["question"]),
+        "answer": answer,
+        "answers": [humans or [one] for humans, one in zip(several, answer)],
+        "attributes": _json_texts(qa.get("attributes"), len(answer), "{}"),
+    }
+    attributes = raw.get("attributes")
+    record["attributes"] = json.loads(as_text(attributes)) if attributes is not None else {}
     return record
 
 
@@ -281,6 +305,35 @@ class CatalogDataset(Dataset):
         del field
         path = self._own_file(TOKENIZER_FILES[kind])
         return load_tokenizer(path) if path else None
+
+    @functools.cached_property
+    def _summary(self) -> dict:
+        # A custom dataset's prepare_summary.json ({} for the others, or when it lacks one).
+        path = self._own_file("prepare_summary.json")
+        if not path:
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
+    def question_attributes(self, record: dict) -> dict[str, list[str]]:
+        """A custom dataset's question fields of the JSONL lines (one value per question).
+
+        Every attribute any question of the dataset has, "" where a question lacks it, so that
+        all examples carry the same arrays.
+        """
+        per_question = record["questions"].get("attributes") or []
+        names = self._summary.get("attributes", {}).get("question", [])
+        return {name: [a.get(name, "") for a in per_question] for name in names}
+
+    def image_attributes(self, record: dict) -> dict[str, str]:
+        """A custom dataset's image fields of the JSONL lines ("" where the image lacks one)."""
+        attributes = record.get("attributes") or {}
+        names = self._summary.get("attributes", {}).get("image", [])
+        return {name: attributes.get(name, "") for name in names}
+
+    def answers_per_question(self) -> int:
+        """The most human answers a question of a custom dataset has (1 for the others)."""
+        return int(self._summary.get("most_answers_per_question", 1))
 
     def provided_answers(self) -> list[str] | None:
         """A custom dataset's training answers, most frequent first."""

@@ -6,17 +6,19 @@
 Each line of the JSONL file is one object, either
     {"image": "cat.jpg", "captions": ["a cat on a mat", "a sleeping cat"]}
 or  {"image": "cat.jpg", "question": "what animal is it?", "answer": "cat"}
+or  {"image": "cat.jpg", "question": "what animal is it?", "answers": ["cat", "kitten", ...]}
 with the image path relative to the images folder (or absolute), and an optional
-"split": "train" | "validation". Lines about the same image are merged into one record, so an
-image may have captions and questions. Images without a split are divided at random (seeded)
-into train and validation.
+"split": "train" | "validation"; other string, number or boolean fields are grouping
+attributes of the question or the image (see `mmjax.data.custom_lines`). Lines about the same
+image are merged into one record, so an image may have captions and questions. Images without
+a split are divided at random (seeded) into train and validation.
 
 A bad line (not JSON, a missing or mistyped field, empty text, an image that cannot be read,
 a split that contradicts an earlier line) is reported with its line number and skipped; the
 summary counts them. The dataset is written as a TFDS dataset (ArrayRecord files,
 `dataset_info.json`, `features.json`) read back by `mmjax.data.catalog`, with:
   tokenizer.json or tokenizer.model  built from the training split's captions and questions;
-  answers.json                       the training answers, most frequent first (if any);
+  answers.json                       the training answers (every human's), most frequent first;
   prepare_summary.json               the counts and the bad lines.
 Everything is written into a temporary directory next to the output and renamed into place at
 the end, so a failed or interrupted conversion never leaves a half-written dataset: the output
@@ -26,7 +28,6 @@ either does not exist or is complete.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -38,72 +39,11 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from mmjax.data.answers import AnswerVocabulary
+from mmjax.data.custom_lines import SPLITS, BadLine, Entry, parse_line
 from mmjax.data.tokenizer import build_tokenizer
 from mmjax.workdir import ANSWERS_FILE, TOKENIZER_FILES
 
-SPLITS = ("train", "validation")
 _STORED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}  # kept as they are; others become PNG
-
-
-@dataclasses.dataclass
-class Entry:
-    """Everything the JSONL file says about one image."""
-
-    path: str
-    line: int  # the first line that names it
-    split: str | None = None
-    captions: list[str] = dataclasses.field(default_factory=list)
-    questions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-
-class BadLine(ValueError):
-    """A JSONL line that cannot be used; the message says why."""
-
-
-def _text(obj: dict, key: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        raise BadLine(f"missing field {key!r}")
-    if not isinstance(value, str):
-        raise BadLine(f"field {key!r} is {type(value).__name__}, not a string")
-    if not value.strip():
-        raise BadLine(f"field {key!r} is empty")
-    return value.strip()
-
-
-def parse_line(text: str) -> tuple[str, list[str], list[tuple[str, str]], str | None]:
-    """One JSONL line -> (image path, captions, [(question, answer)], split or None).
-
-    Raises BadLine saying what is wrong: not a JSON object, no image, neither captions nor a
-    question with its answer, a caption list that is not non-empty strings, empty text, or a
-    split other than train/validation.
-    """
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BadLine(f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(obj, dict):
-        raise BadLine(f"a {type(obj).__name__}, not a JSON object")
-    image = _text(obj, "image")
-    captions, questions = [], []
-    if "captions" in obj:
-        values = obj["captions"]
-        if not isinstance(values, list) or not values:
-            raise BadLine("field 'captions' must be a non-empty list of strings")
-        for i, value in enumerate(values):
-            if not isinstance(value, str):
-                raise BadLine(f"caption {i} is {type(value).__name__}, not a string")
-            if not value.strip():
-                raise BadLine(f"caption {i} is empty")
-            captions.append(value.strip())
-    if "question" in obj or "answer" in obj:
-        questions.append((_text(obj, "question"), _text(obj, "answer")))
-    if not captions and not questions:
-        raise BadLine("missing field: a line needs 'captions', or 'question' and 'answer'")
-    split = obj.get("split")
-    if split is not None and split not in SPLITS:
-        raise BadLine(f"split {split!r} is not one of {list(SPLITS)}")
-    return image, captions, questions, split
 
 
 def encoded_image(path: str, max_side: int = 0) -> bytes:
@@ -154,7 +94,8 @@ def read_jsonl(input_path: str, images_dir: str, max_side: int = 0, report=print
             if not text.strip():
                 continue  # blank lines (a trailing newline) are not records
             try:
-                image, captions, questions, split = parse_line(text)
+                parsed = parse_line(text)
+                image, split = parsed.image, parsed.split
                 path = image if os.path.isabs(image) else os.path.join(images_dir, image)
                 if path not in images and path not in unreadable:
                     try:
@@ -176,8 +117,9 @@ def read_jsonl(input_path: str, images_dir: str, max_side: int = 0, report=print
             if entry is None:
                 entry = entries[path] = Entry(path=path, line=number)
             entry.split = entry.split or split
-            entry.captions.extend(captions)
-            entry.questions.extend(questions)
+            entry.captions.extend(parsed.captions)
+            entry.questions.extend(parsed.questions)
+            entry.attributes.update(parsed.attributes)
     return entries, images, bad
 
 
@@ -242,8 +184,17 @@ class _CustomDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     "image": tfds.features.Image(shape=(None, None, 3)),
                     "image/filename": tfds.features.Text(),
                     "captions": tfds.features.Sequence({"text": tfds.features.Text()}),
+                    # The grouping attributes of the image, as a JSON object.
+                    "attributes": tfds.features.Text(),
                     "question_answer": tfds.features.Sequence(
-                        {"question": tfds.features.Text(), "answer": tfds.features.Text()}
+                        {
+                            "question": tfds.features.Text(),
+                            "answer": tfds.features.Text(),
+                            # The humans' answers (a JSON list; [] when the line gave one
+                            # answer) and the question's attributes (a JSON object).
+                            "answers": tfds.features.Text(),
+                            "attributes": tfds.features.Text(),
+                        }
                     ),
                 }
             ),
@@ -263,7 +214,16 @@ class _CustomDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     "image": self._images[entry.path],
                     "image/filename": entry.path,
                     "captions": [{"text": t} for t in entry.captions],
-                    "question_answer": [{"question": q, "answer": a} for q, a in entry.questions],
+                    "attributes": json.dumps(entry.attributes),
+                    "question_answer": [
+                        {
+                            "question": q.text,
+                            "answer": q.answer,
+                            "answers": json.dumps(q.answers),
+                            "attributes": json.dumps(q.attributes),
+                        }
+                        for q in entry.questions
+                    ],
                 },
             )
 
@@ -360,10 +320,11 @@ def _write_vocabularies(
 ) -> tuple:
     """Saves into `staged` and returns (tokenizer, AnswerVocabulary or None) of `train`."""
     captions = [c for e in train for c in e.captions]
-    questions = [q for e in train for q, _ in e.questions]
+    questions = [q.text for e in train for q in e.questions]
     text_tokenizer = build_tokenizer(tokenizer, captions + questions, **(tokenizer_options or {}))
     text_tokenizer.save(os.path.join(staged, TOKENIZER_FILES[tokenizer]))
-    answers = [a for e in train for _, a in e.questions]
+    # Every human's answer where a question has several, as the VQA task counts them.
+    answers = [a for e in train for q in e.questions for a in (q.answers or [q.answer])]
     vocabulary = AnswerVocabulary.build(answers) if answers else None
     if vocabulary:
         vocabulary.save(os.path.join(staged, ANSWERS_FILE))
@@ -382,9 +343,17 @@ def _summary(splits, bad, text_tokenizer, num_answers, tokenizer_kind) -> dict:
         # What data.max_caption_len / max_question_len must hold (bos and eos included).
         "longest_caption_tokens": _longest(text_tokenizer, [c for e in every for c in e.captions]),
         "longest_question_tokens": _longest(
-            text_tokenizer, [q for e in every for q, _ in e.questions]
+            text_tokenizer, [q.text for e in every for q in e.questions]
         ),
         "most_questions_per_image": max(len(e.questions) for e in every),
+        # The grouping attributes' names, so that every example carries the same ones.
+        "attributes": {
+            "question": sorted({k for e in every for q in e.questions for k in q.attributes}),
+            "image": sorted({k for e in every for k in e.attributes}),
+        },
+        "most_answers_per_question": max(
+            (max(len(q.answers), 1) for e in every for q in e.questions), default=0
+        ),
     }
 
 

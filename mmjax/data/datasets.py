@@ -10,7 +10,8 @@ common layout
 
 and take from the dataset, never from a module of a particular dataset, its splits, the
 tokenizer or answer set it fixes, the extra per-question arrays its evaluators slice by, the
-annotations its evaluators score, and its baseline. Every hook has a neutral default here, so a
+annotations its evaluators score, the grouping attributes of its questions and images (for
+disparity), its counterfactual probes, and its baseline. Every hook has a neutral default here, so a
 new dataset implements `prepare` and `source` and overrides only what it has.
 """
 
@@ -20,6 +21,7 @@ import os
 
 import numpy as np
 
+from mmjax.config_utils import ConfigError
 from mmjax.data.errors import DataError
 from mmjax.registry import DATASETS
 
@@ -106,6 +108,52 @@ class Dataset:
     def known_questions(self) -> list[str] | None:
         """Every question the dataset can ask, when it has a closed set (templates); else None."""
         return None
+
+    def question_attributes(self, record: dict) -> dict[str, list[str]]:
+        """Grouping attribute -> its value for each question of `record` (for disparity).
+
+        E.g. {"color": ["red", "blue", ...]} with one value per question; {} by default.
+        """
+        del record
+        return {}
+
+    def answers_per_question(self) -> int:
+        """The most human answers a question has (VQAv2: 10); 1 by default.
+
+        With more than one, VQA runs train on soft targets and normalise answers as the VQA
+        evaluation does, unless data.soft_targets / data.answer_normalization say otherwise.
+        """
+        return 1
+
+    def image_attributes(self, record: dict) -> dict[str, str]:
+        """Grouping attribute -> the value of `record`'s image (for disparity); {} by default."""
+        del record
+        return {}
+
+    def counterfactual(self, record: dict, kind: str) -> dict:
+        """`record` with its questions changed by probe `kind` (e.g. "color_swap").
+
+        The changed record keeps the common layout, its answers the right ones for the changed
+        questions, and "questions"/"original_answer" the answers before the change. Datasets
+        without probes raise ConfigError.
+        """
+        del record
+        raise ConfigError(f"dataset {self.name!r} has no counterfactual probe {kind!r}")
+
+    def eval_source(self, split: str) -> CheckedSource:
+        """The records an evaluation of `split` reads.
+
+        `source(split)`, or for "<split>:<probe>" the split's records changed by
+        `counterfactual(record, probe)`.
+        """
+        split, _, probe = split.partition(":")
+        source = self.source(split)
+        if not probe:
+            return source
+        self.counterfactual(source[0], probe)  # an unknown probe fails here, before any batch
+        return CheckedSource(
+            source, source.name, source.hint, lambda r, i: self.counterfactual(r, probe)
+        )
 
 
 def as_text(text) -> str:

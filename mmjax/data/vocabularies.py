@@ -54,21 +54,48 @@ def load_or_build_tokenizer(config, dataset, saved, field: str):
     return build_tokenizer(kind, training_texts(dataset, field)(), **options)
 
 
+def answer_normalization(config, dataset) -> str:
+    """The answer normalisation of the run: data.answer_normalization, "basic" or "vqa".
+
+    By default "vqa" for data with several answers per question (`answers_per_question`).
+    """
+    chosen = config.data.get("answer_normalization", None)
+    if chosen is None:
+        return "vqa" if dataset.answers_per_question() > 1 else "basic"
+    if chosen not in ("basic", "vqa"):
+        raise ConfigError(f"data.answer_normalization={chosen!r} is not 'basic' or 'vqa'")
+    return chosen
+
+
+def training_answers(records):
+    """Every answer of `records`, as text.
+
+    Each human's answer ("answers") where a question has several, else its one "answer".
+    """
+    for record in records:
+        questions = record["questions"]
+        for i, answer in enumerate(questions["answer"]):
+            several = questions["answers"][i] if "answers" in questions else None
+            yield from (as_text(a) for a in several) if several else (as_text(answer),)
+
+
 def load_or_build_answers(config, dataset, saved) -> AnswerVocabulary:
     """The VQA answer vocabulary, at most data.max_answers (0: all) answers.
 
     The one saved in `saved`; else the dataset's own (`Dataset.provided_answers`, most
-    frequent first); else the most frequent training answers.
+    frequent first); else the most frequent training answers (`training_answers`). Answers are
+    normalised by data.answer_normalization ("basic" by default, or "vqa").
     """
     if saved is not None and os.path.exists(saved.file(ANSWERS_FILE)):
         return AnswerVocabulary.load(saved.file(ANSWERS_FILE))
     limit = config.data.get("max_answers", 0)
+    normalization = answer_normalization(config, dataset)
     provided = dataset.provided_answers()
     if provided is not None:
-        return AnswerVocabulary(list(provided)[: limit or None])
+        vocabulary = AnswerVocabulary.from_answers(provided, normalization)
+        return AnswerVocabulary(vocabulary.answers[: limit or None], normalization)
     train = dataset.source("train", images=False)
-    answers = (as_text(a) for record in train for a in record["questions"]["answer"])
     try:
-        return AnswerVocabulary.build(answers, max_size=limit)
+        return AnswerVocabulary.build(training_answers(train), limit, normalization=normalization)
     except ValueError:
         raise DataError(f"{dataset.name} train has no non-empty answers") from None

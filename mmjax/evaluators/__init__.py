@@ -27,6 +27,8 @@ def build_evaluator(name: str, eval_config: dict, context: dict | None = None):
         if key not in (context or {}):
             raise ValueError(f"evals.{name}: type {kind!r} needs the task to provide {key!r}")
         kwargs[key] = context[key]
+    if getattr(evaluator_class, "WANTS_CONTEXT", False):  # builds other evaluators (disparity)
+        kwargs.setdefault("context", dict(context or {}))
     try:
         return evaluator_class(**kwargs)
     except TypeError as e:

@@ -10,25 +10,39 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mmjax.evaluators.examples import ExampleEvaluator, ExampleTable, Scored
+from mmjax.evaluators.groups import batch_groups, concat_groups
 
-def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
-    """Fraction of the N predictions equal to their labels (NaN when N = 0)."""
-    if labels.size == 0:
+
+def _weights(labels: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    return np.ones(labels.shape, np.float64) if weights is None else np.asarray(weights, float)
+
+
+def accuracy(labels: np.ndarray, predictions: np.ndarray, weights=None) -> float:
+    """Fraction of the N predictions equal to their labels (NaN when N = 0).
+
+    `weights` float [N] counts example i w_i times (a bootstrap resample); None: once each.
+    """
+    weights = _weights(labels, weights)
+    total = float(weights.sum())
+    if labels.size == 0 or total <= 0:
         return float("nan")
-    return float(np.mean(labels == predictions))
+    return float(np.dot(weights, labels == predictions) / total)
 
 
 def macro_precision_recall_f1(
-    labels: np.ndarray, predictions: np.ndarray, num_classes: int
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, weights=None
 ) -> dict[str, float]:
     """Unweighted means over classes of precision, recall and F1.
 
     Classes absent from both labels and predictions are left out of the means; a class that
     is predicted but never right has precision 0, one that occurs but is never predicted has
-    recall 0 (and F1 0).
+    recall 0 (and F1 0). `weights` as in `accuracy`.
     """
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
+    weights = _weights(labels, weights)
+    cells = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
+    confusion = np.bincount(cells, weights=weights, minlength=num_classes * num_classes)
+    confusion = confusion.reshape(num_classes, num_classes)
     true_pos = np.diag(confusion).astype(np.float64)
     predicted = confusion.sum(axis=0)
     actual = confusion.sum(axis=1)
@@ -50,29 +64,33 @@ def sliced_accuracy(
     slices: np.ndarray,
     slice_names: Sequence[str],
     groups: Mapping[str, Sequence[int]] = (),
+    weights=None,
 ) -> dict[str, float]:
     """Accuracy for each slice id (named by slice_names) and for each named group of ids."""
+    weights = _weights(labels, weights)
     result = {}
     for index, name in enumerate(slice_names):
         keep = slices == index
-        result[name] = accuracy(labels[keep], predictions[keep])
+        result[name] = accuracy(labels[keep], predictions[keep], weights[keep])
     for name, ids in dict(groups).items():
         keep = np.isin(slices, list(ids))
-        result[name] = accuracy(labels[keep], predictions[keep])
+        result[name] = accuracy(labels[keep], predictions[keep], weights[keep])
     return result
 
 
-class ClassificationEvaluator:
+class ClassificationEvaluator(ExampleEvaluator):
     """Runs a predict function over padded eval batches and scores its class predictions.
 
     Each batch holds `label_key` [B, ...] and optionally `slice_key` [B, ...] integer arrays
     and `_mask` [B]; the predict function returns a dict whose `prediction_key` entry has
     the label's shape. A negative label marks a padding entry (e.g. a VQA image with fewer
     questions than the batch's rows), left out like a masked example. Metrics: accuracy,
-    accuracy/<slice or group>, precision, recall, f1.
+    accuracy/<slice or group>, precision, recall, f1 (each with its interval when
+    bootstrap_samples > 0, resampling images: the batch rows), and count.
 
     `num_classes` may come from the task (its evaluator context) when the config leaves it out,
-    e.g. an answer vocabulary built from the data.
+    e.g. an answer vocabulary built from the data. Per-example table: score "accuracy" (1/0),
+    and the batch's "group/<attr>" values.
     """
 
     CONTEXT = ("num_classes",)
@@ -85,7 +103,11 @@ class ClassificationEvaluator:
         slice_key: str | None = None,
         slice_names: Sequence[str] = (),
         groups: Mapping[str, Sequence[int]] | None = None,
+        bootstrap_samples: int = 0,
+        confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ):
+        super().__init__(bootstrap_samples, confidence, bootstrap_seed)
         self.num_classes = num_classes
         self.label_key = label_key
         self.prediction_key = prediction_key
@@ -93,26 +115,49 @@ class ClassificationEvaluator:
         self.slice_names = tuple(slice_names)
         self.groups = dict(groups or {})
 
-    def evaluate(self, batches) -> dict[str, float]:
-        """Scores an iterable of (batch, predictions) pairs of host NumPy dicts."""
-        labels, predictions, slices = [], [], []
+    def collect(self, batches) -> dict[str, np.ndarray]:
+        """Flat arrays over the kept entries: label, prediction, cluster, slice; and groups."""
+        columns = {"label": [], "prediction": [], "cluster": [], "slice": []}
+        group_parts, sizes, images = [], [], 0
         for batch, predicted in batches:
             mask = np.asarray(batch["_mask"], bool)
             label = np.asarray(batch[self.label_key])
             # Broadcast the per-example mask over extra dims (e.g. 20 questions per image).
-            keep = np.broadcast_to(mask.reshape(mask.shape + (1,) * (label.ndim - 1)), label.shape)
-            keep = keep & (label >= 0)
-            labels.append(label[keep])
-            predictions.append(np.asarray(predicted[self.prediction_key])[keep])
+            expand = mask.shape + (1,) * (label.ndim - 1)
+            keep = np.broadcast_to(mask.reshape(expand), label.shape) & (label >= 0)
+            image = np.broadcast_to((images + np.arange(mask.shape[0])).reshape(expand), keep.shape)
+            images += mask.shape[0]
+            columns["label"].append(label[keep])
+            columns["prediction"].append(np.asarray(predicted[self.prediction_key])[keep])
+            columns["cluster"].append(image[keep])
             if self.slice_key:
-                slices.append(np.asarray(batch[self.slice_key])[keep])
-        labels = np.concatenate(labels)
-        predictions = np.concatenate(predictions)
-        metrics = {"accuracy": accuracy(labels, predictions), "count": float(labels.size)}
-        metrics.update(macro_precision_recall_f1(labels, predictions, self.num_classes))
-        if self.slice_key:
-            per_slice = sliced_accuracy(
-                labels, predictions, np.concatenate(slices), self.slice_names, self.groups
+                columns["slice"].append(np.asarray(batch[self.slice_key])[keep])
+            group_parts.append(batch_groups(batch, keep))
+            sizes.append(int(keep.sum()))
+        out = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in columns.items()}
+        out["groups"] = concat_groups(group_parts, sizes)
+        return out
+
+    def score(self, batches) -> Scored:
+        """The per-example table and the weighted statistic of every metric."""
+        data = self.collect(batches)
+        labels, predictions = data["label"], data["prediction"]
+
+        def statistic(weights: np.ndarray) -> dict[str, float]:
+            metrics = {"accuracy": accuracy(labels, predictions, weights)}
+            metrics.update(
+                macro_precision_recall_f1(labels, predictions, self.num_classes, weights)
             )
-            metrics.update({f"accuracy/{name}": value for name, value in per_slice.items()})
-        return metrics
+            if self.slice_key:
+                per_slice = sliced_accuracy(
+                    labels, predictions, data["slice"], self.slice_names, self.groups, weights
+                )
+                metrics.update({f"accuracy/{name}": v for name, v in per_slice.items()})
+            return metrics
+
+        table = ExampleTable(
+            clusters=data["cluster"],
+            scores={"accuracy": (labels == predictions).astype(np.float64)},
+            groups=data["groups"],
+        )
+        return Scored(table, statistic, {"count": float(labels.size)})

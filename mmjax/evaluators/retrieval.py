@@ -27,6 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmjax.evaluators.bootstrap import weighted_mean
+from mmjax.evaluators.examples import ExampleEvaluator, ExampleTable, Scored
+from mmjax.evaluators.groups import batch_groups, concat_groups
+
 
 def _chunks(n: int, chunk_size: int):
     for start in range(0, n, chunk_size):
@@ -164,7 +168,7 @@ def recall_at_k(
     return result
 
 
-class RetrievalEvaluator:
+class RetrievalEvaluator(ExampleEvaluator):
     """Accumulates image and caption embeddings over padded eval batches, then scores Recall@K.
 
     Each (batch, predictions) pair holds `_mask` [B] in the batch (real rows), and in the
@@ -173,7 +177,11 @@ class RetrievalEvaluator:
     up in the predictions, then in the batch; when absent every slot is valid. Image i of the
     split is the i-th real row seen; its valid captions belong to it.
 
-    Metrics: see `recall_at_k` (i2t_r{K}, t2i_r{K}, their chance levels, query counts).
+    Metrics: see `recall_at_k` (i2t_r{K}, t2i_r{K}, their chance levels, query counts); the
+    recalls with their intervals when bootstrap_samples > 0 (images resampled, each with its
+    captions; ranks stay those against the whole split). Per-example table: one row per image
+    query (scores i2t_r{K}: 1/0 hit) then one per caption query (t2i_r{K}), NaN in the other
+    direction's columns; groups: the batch's image-level "group/<attr>" [B, GROUP_BYTES].
     """
 
     def __init__(
@@ -184,7 +192,11 @@ class RetrievalEvaluator:
         text_key: str = "text_embedding",
         text_mask_key: str = "text_mask",
         normalize: bool = True,
+        bootstrap_samples: int = 0,
+        confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ):
+        super().__init__(bootstrap_samples, confidence, bootstrap_seed)
         self.ks = tuple(int(k) for k in ks)
         self.chunk_size = int(chunk_size)
         self.image_key = image_key
@@ -192,9 +204,13 @@ class RetrievalEvaluator:
         self.text_mask_key = text_mask_key
         self.normalize = normalize
 
-    def evaluate(self, batches) -> dict[str, float]:
-        """Scores an iterable of (batch, predictions) pairs of host NumPy dicts."""
-        images, texts, text_ids = [], [], []
+    def collect(self, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """The embeddings, owners and groups of the real rows of all batches.
+
+        (image embeddings [Ni, D], caption embeddings [Nt, D], caption owners [Nt], image
+        groups: attribute -> str [Ni]).
+        """
+        images, texts, text_ids, group_parts, sizes = [], [], [], [], []
         num_images = 0
         for batch, predicted in batches:
             mask = np.asarray(batch["_mask"], bool)
@@ -213,6 +229,8 @@ class RetrievalEvaluator:
             images.append(image)
             texts.append(text[valid])
             text_ids.append(owner[valid])
+            group_parts.append(batch_groups(batch, mask))
+            sizes.append(image.shape[0])
             num_images += image.shape[0]
         if not images:
             raise ValueError("RetrievalEvaluator: no batches to evaluate")
@@ -221,7 +239,33 @@ class RetrievalEvaluator:
         if self.normalize:
             image_emb = _l2_normalize(image_emb)
             text_emb = _l2_normalize(text_emb)
-        return recall_at_k(image_emb, text_emb, np.concatenate(text_ids), self.ks, self.chunk_size)
+        groups = concat_groups(group_parts, sizes)
+        return image_emb, text_emb, np.concatenate(text_ids).astype(np.int64), groups
+
+    def score(self, batches) -> Scored:
+        """Ranks every query once; the recalls under example weights are means of hits."""
+        image_emb, text_emb, owners, groups = self.collect(batches)
+        constants = recall_at_k(image_emb, text_emb, owners, self.ks, self.chunk_size)
+        i2t = image_to_text_ranks(image_emb, text_emb, owners, self.chunk_size)  # [Ni], -1
+        t2i = text_to_image_ranks(image_emb, text_emb, owners, self.chunk_size)  # [Nt]
+        num_images, num_texts = len(i2t), len(t2i)
+        image_rows, text_rows = np.full(num_texts, np.nan), np.full(num_images, np.nan)
+        scores = {}
+        for k in self.ks:
+            hits = np.where(i2t >= 0, (i2t < k).astype(np.float64), np.nan)
+            scores[f"i2t_r{k}"] = np.concatenate([hits, image_rows])
+            scores[f"t2i_r{k}"] = np.concatenate([text_rows, (t2i < k).astype(np.float64)])
+        clusters = np.concatenate([np.arange(num_images), owners])
+        table = ExampleTable(
+            clusters, scores, {a: np.concatenate([v, v[owners]]) for a, v in groups.items()}
+        )
+        for name in scores:
+            constants.pop(name)
+
+        def statistic(weights: np.ndarray) -> dict[str, float]:
+            return {name: weighted_mean(values, weights) for name, values in scores.items()}
+
+        return Scored(table, statistic, constants)
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ from mmjax.config_utils import ConfigError
 from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
 from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
+from mmjax.evaluators.groups import GROUP_PREFIX, encode_values
 from mmjax.models import contrastive, partitioning
 from mmjax.models.build import build_model
 from mmjax.models.dual_encoder import DualEncoder
@@ -126,6 +127,8 @@ class RetrievalTask(Task):
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
         """A decoded record with "image" and "captions" -> {"image", "captions" [R, L]}.
 
+        Plus "group/<attr>" uint8 [GROUP_BYTES] for each of the dataset's image attributes.
+
         Records with fewer than R captions get all-padding rows; of more (COCO has 5 to 7), the
         first R are kept. Raises DataError naming the record for an image that is not
         [H, W, 3] uint8, no caption, or a caption that is empty or longer than
@@ -142,7 +145,11 @@ class RetrievalTask(Task):
                 captions[i] = self.tokenizer.encode(text, self.max_len)
         except ValueError as error:
             raise DataError(f"{where}: {error}") from None
-        return {"image": image, "captions": captions}
+        example = {"image": image, "captions": captions}
+        # The image's grouping attributes, for Recall@K per group (the disparity evaluator).
+        for name, value in self.dataset.image_attributes(record).items():
+            example[GROUP_PREFIX + name] = encode_values([value], where=where)[0]
+        return example
 
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""

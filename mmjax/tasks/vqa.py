@@ -4,7 +4,15 @@ One example is one image with Q = data.questions_per_image questions: image uint
 question int32 [Q, L] (token ids, 0 = padding), answer int32 [Q], and the dataset's extra
 per-question arrays (`Dataset.question_fields`, e.g. a question type [Q] to slice accuracy
 by). The model encodes each image once for its Q questions; an image's first Q questions are
-kept and missing ones are padding rows.
+kept and missing ones are padding rows. When the dataset supplies them, an example also holds
+"answers" int32 [Q, A] (several human answers per question, VQAv2-style; A =
+data.answers_per_question, default 10), "original_answer" int32 [Q] (a counterfactual probe's
+answers before the change) and "group/<attr>" uint8 [Q, 48] (grouping attributes, for the
+disparity evaluator).
+
+Training targets: the answer id (cross-entropy), or, with several human answers
+(data.soft_targets; by default when `Dataset.answers_per_question` > 1), their VQA soft scores
+(`soft_target_loss`). Sort-of-CLEVR has one answer per question: hard targets.
 
 The question tokenizer (config.tokenizer) and the answer vocabulary (at most data.max_answers
 answers) come from the workdir when resuming, else from the dataset when it fixes them, else
@@ -29,6 +37,8 @@ from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import BOS, EOS
 from mmjax.data.vocabularies import load_or_build_answers, load_or_build_tokenizer
+from mmjax.evaluators.bootstrap import CI_HIGH, CI_LOW
+from mmjax.evaluators.groups import group_examples
 from mmjax.models.build import build_model
 from mmjax.tasks.base import Task, checked_image
 from mmjax.workdir import ANSWERS_FILE, TOKENIZER_FILES
@@ -61,6 +71,8 @@ class VQATask(Task):
     def prepare(self, saved) -> None:
         """Loads or builds the question tokenizer and the answer vocabulary; builds the model."""
         self.answers = load_or_build_answers(self.config, self.dataset, saved)
+        soft = self.config.data.get("soft_targets", None)
+        self.soft_targets = self.dataset.answers_per_question() > 1 if soft is None else soft
         self.tokenizer = load_or_build_tokenizer(self.config, self.dataset, saved, "questions")
         self.model = self._build_model(self.tokenizer.vocab_size, len(self.answers))
 
@@ -103,6 +115,8 @@ class VQATask(Task):
         for i, text in enumerate(questions["answer"][:count]):
             answer[i] = self.answers.id(as_text(text))
         example = {"image": image, "question": question, "answer": answer}
+        example.update(self._answer_extras(questions, count))
+        example.update(self._groups(record, count, where))
         for key, (field, dtype) in self.dataset.question_fields.items():
             if field not in questions:
                 if key == self.question_key:
@@ -114,12 +128,45 @@ class VQATask(Task):
             example[key] = padded.astype(dtype)
         return example
 
+    def _answer_extras(self, questions: dict, count: int) -> dict[str, np.ndarray]:
+        """The humans' answers and a probe's answers before the change, when there are some.
+
+        "answers" int32 [Q, A] (-1 pads) and "original_answer" int32 [Q], as vocabulary ids.
+        """
+        extras = {}
+        if "answers" in questions:
+            width = self.config.data.get("answers_per_question", 10)
+            ids = np.full((self.questions_per_image, width), -1, np.int32)
+            for i, humans in enumerate(list(questions["answers"])[:count]):
+                row = [self.answers.id(as_text(a)) for a in list(humans)[:width]]
+                ids[i, : len(row)] = row
+            extras["answers"] = ids
+        if "original_answer" in questions:
+            ids = np.full(self.questions_per_image, -1, np.int32)
+            for i, text in enumerate(list(questions["original_answer"])[:count]):
+                ids[i] = self.answers.id(as_text(text))
+            extras["original_answer"] = ids
+        return extras
+
+    def _groups(self, record: dict, count: int, where: str) -> dict[str, np.ndarray]:
+        """Each question's value of each grouping attribute of the dataset, encoded.
+
+        "group/<attr>" uint8 [Q, GROUP_BYTES]; an image's attributes repeat for its questions.
+        """
+        values = {k: list(v)[:count] for k, v in self.dataset.question_attributes(record).items()}
+        for name, value in self.dataset.image_attributes(record).items():
+            values.setdefault(name, [value] * count)
+        return group_examples(values, self.questions_per_image, where)
+
     def init_params(self, rng, batch):
         """Initial parameters for a batch like `batch`."""
         return self.model.init({"params": rng}, batch["image"], batch[self.question_key])["params"]
 
     def loss(self, params, batch, rng):
-        """Mean answer cross-entropy over all B*Q questions, and the training accuracy."""
+        """Mean answer cross-entropy over all B*Q questions, and the training accuracy.
+
+        With soft targets (`_soft_targets`): `soft_target_loss` of the humans' answers.
+        """
         logits, _ = self.model.apply(
             {"params": params},
             batch["image"],
@@ -127,6 +174,8 @@ class VQATask(Task):
             train=True,
             rngs={"dropout": rng},
         )
+        if self._soft_targets(batch):
+            return soft_target_loss(logits, batch["answers"])
         answer = batch["answer"]
         # Padding rows (-1) and answers outside the vocabulary (num_answers) are not trained on.
         valid = (answer >= 0) & (answer < logits.shape[-1])
@@ -135,6 +184,15 @@ class VQATask(Task):
         count = jnp.maximum(valid.sum(), 1)
         accuracy = jnp.sum((jnp.argmax(logits, -1) == answer) & valid) / count
         return jnp.sum(losses * valid) / count, {"accuracy": accuracy}
+
+    def _soft_targets(self, batch) -> bool:
+        """Whether to train on the humans' answers' soft scores.
+
+        data.soft_targets; by default, when the dataset has several answers per question.
+        """
+        if self.soft_targets and "answers" not in batch:
+            raise DataError("data.soft_targets is set but the examples carry no 'answers'")
+        return bool(self.soft_targets)
 
     def predict(self, params, batch):
         """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
@@ -146,13 +204,49 @@ class VQATask(Task):
         }
 
     def report(self, metrics: dict[str, float]) -> str:
-        """Test accuracy per slice and overall, next to the dataset's image-blind baseline."""
+        """Test accuracy per slice and overall, next to the dataset's image-blind baseline.
+
+        With the interval of each, when the evaluator computed them (bootstrap_samples > 0).
+        """
         name, baseline = self.dataset.answer_baseline(self.test_split())
-        rows = [k.split("/", 2)[2] for k in metrics if k.startswith("test/accuracy/")]
-        lines = [f"{'test accuracy':<16}{'model':>8}{name:>{max(len(name), 12) + 2}}"]
+        rows = [
+            k.split("/", 2)[2]
+            for k in metrics
+            if k.startswith("test/accuracy/") and not k.endswith((CI_LOW, CI_HIGH))
+        ]
+        width = max(len(name), 12) + 2
+        intervals = "test/accuracy" + CI_LOW in metrics
+        header = f"{'test accuracy':<16}{'model':>8}" + (f"{'interval':>18}" if intervals else "")
+        lines = [header + f"{name:>{width}}"]
         for row in [*rows, "overall"]:
             key = "test/accuracy" if row == "overall" else f"test/accuracy/{row}"
-            model = 100 * metrics.get(key, float("nan"))
-            base = 100 * baseline.get(row, float("nan"))
-            lines.append(f"{row:<16}{model:>7.1f}%{base:>{max(len(name), 12) + 1}.1f}%")
+            line = f"{row:<16}{100 * metrics.get(key, float('nan')):>7.1f}%"
+            if intervals:
+                low, high = (
+                    100 * metrics.get(key + end, float("nan")) for end in (CI_LOW, CI_HIGH)
+                )
+                line += f"{f'[{low:.1f}, {high:.1f}]':>18}"
+            lines.append(line + f"{100 * baseline.get(row, float('nan')):>{width - 1}.1f}%")
         return "\n".join(lines)
+
+
+def soft_target_loss(logits, answers):
+    """Sigmoid cross-entropy against VQA soft scores, as VQAv2 models train (Teney et al. 2018).
+
+    logits float [B, Q, N]; answers int [B, Q, A] the humans' answer ids (-1 pads, N: outside
+    the vocabulary). The target of answer a is the VQA accuracy a would score
+    (`mmjax.evaluators.vqa_accuracy.soft_scores`); the loss sums the N binary cross-entropies
+    of a question and averages over questions with a human answer. Returns (loss, {"accuracy":
+    the mean VQA accuracy of the argmax}).
+    """
+    from mmjax.evaluators.vqa_accuracy import soft_scores
+
+    num = logits.shape[-1]
+    counts = jax.nn.one_hot(answers, num, dtype=jnp.float32).sum(-2)  # -1 and N: all zeros
+    humans = (answers >= 0).sum(-1)
+    targets = soft_scores(counts, humans[..., None], xp=jnp)
+    valid = humans > 0
+    losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets).sum(-1)
+    count = jnp.maximum(valid.sum(), 1)
+    chosen = jnp.take_along_axis(targets, jnp.argmax(logits, -1)[..., None], -1)[..., 0]
+    return jnp.sum(losses * valid) / count, {"accuracy": jnp.sum(chosen * valid) / count}

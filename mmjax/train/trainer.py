@@ -10,6 +10,7 @@ evaluations and checkpoints on their own schedules; SIGTERM/SIGINT save and exit
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
@@ -20,6 +21,7 @@ from jax.experimental import multihost_utils
 from mmjax import evaluators
 from mmjax.config_utils import ConfigError
 from mmjax.data import pipeline
+from mmjax.evaluators.examples import save_examples
 from mmjax.train import sharding
 from mmjax.train.checkpoints import Checkpointer
 from mmjax.train.evaluation_error import EvaluationError
@@ -105,7 +107,7 @@ def _eval_setups(config, task, workdir: Workdir) -> dict:
     for name, ev in config.evals.items():
         evaluator = evaluators.build_evaluator(name, ev.to_dict(), context)
         batches = pipeline.eval_dataset(
-            task.dataset.source(ev.split),
+            task.dataset.eval_source(ev.split),
             task.preprocess,
             ev.batch_size // processes,
             process,
@@ -159,6 +161,8 @@ def _evaluate(setups: dict, names, params, predict, mesh, writer, step: int) -> 
             scores = evaluator.evaluate(pairs)
         except Exception as error:  # noqa: BLE001 - any failure stops the run at this boundary
             raise EvaluationError(name, type(evaluator).__name__, step, error) from error
+        # Per-example scores (workdir/eval/<name>_step<N>.npz), for mmjax.compare.
+        save_examples(evaluator, os.path.dirname(writer.path), name, step, writer.enabled)
         scores["seconds"] = time.perf_counter() - start
         results.update({f"{name}/{k}": v for k, v in scores.items()})
     writer.write(step, results)
@@ -166,7 +170,9 @@ def _evaluate(setups: dict, names, params, predict, mesh, writer, step: int) -> 
         "eval at step %d: %s",
         step,
         # The headline numbers: overall scores, not each slice's.
-        ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k.count("/") == 1),
+        ", ".join(
+            f"{k}={v:.4f}" for k, v in results.items() if k.count("/") == 1 and ".ci_" not in k
+        ),
     )
     return results
 

@@ -4,7 +4,10 @@ Built locally on first use (TFDS builder, ArrayRecord files) into data.data_dir 
 and data.build_if_missing is set. Records come in the common layout with answers as words;
 each question also carries its type ("subtype", for accuracy per type) and its 11-number code
 ("question_code", read by the Relation Network models). Its question tokenizer and its ten
-answers are fixed by the templates, not built from data.
+answers are fixed by the templates, not built from data. Grouping attributes (disparity): each
+question's object's colour, shape and quadrant, its answer type and question type, and each
+scene's number of squares; the counterfactual probe "color_swap" asks each question about
+another colour (split "<split>:color_swap").
 """
 
 from __future__ import annotations
@@ -73,6 +76,56 @@ def object_annotations(objects: dict, image_size: int) -> dict[str, np.ndarray]:
     half = image_size / 2
     probe = np.concatenate([shape, center[:, 0] < half, center[:, 1] < half]).astype(np.int32)
     return {"object_shape": shape, "object_center": center, "probe_labels": probe}
+
+
+ANSWER_TYPES = {"left": "yes/no", "top": "yes/no", "count": "number"}  # the others: "other"
+SWAP_SEED = 20170605  # the colour swaps' seed stream, apart from the generator's
+
+
+def question_attributes(objects: dict, questions: dict, image_size: int) -> dict[str, list[str]]:
+    """The grouping attributes of `SortOfClevr.question_attributes`, one value per question."""
+    color = np.asarray(questions["color"])
+    order = np.argsort(np.asarray(objects["color"]))[color]  # the object of each question
+    shape = np.asarray(objects["shape"])[order]
+    x, y = np.asarray(objects["center"])[order].T
+    half = image_size / 2
+    subtype = [scenes.SUBTYPES[s] for s in np.asarray(questions["subtype"])]
+    return {
+        "color": [scenes.COLOR_NAMES[c] for c in color],
+        "shape": [scenes.SHAPES[s] for s in shape],
+        "quadrant": [
+            f"{'top' if b < half else 'bottom'} {'left' if a < half else 'right'}"
+            for a, b in zip(x, y)
+        ],
+        "answer_type": [ANSWER_TYPES.get(s, "other") for s in subtype],
+        "question_type": subtype,
+    }
+
+
+def swap_colors(record: dict, image_size: int) -> dict:
+    """The record (common layout) with each question asked about another colour of its scene.
+
+    Question i's colour c becomes (c + k) mod 6, k drawn uniformly from 1..5 by a generator
+    seeded with (SWAP_SEED, record id, i), so the probe is the same in every run. Text, code and
+    answer are those of the new question (the answer recomputed from the scene); the old answer
+    is kept in "original_answer".
+    """
+    questions = dict(record["questions"])
+    color, subtype = np.asarray(questions["color"]), np.asarray(questions["subtype"])
+    rng = np.random.default_rng([SWAP_SEED, int(record.get("id", 0))])
+    new = (color + rng.integers(1, scenes.NUM_OBJECTS, size=color.shape)) % scenes.NUM_OBJECTS
+    new = new.astype(np.int32)
+    answers = scenes.answer_questions(
+        record["objects"], {"color": new, "subtype": subtype}, image_size
+    )
+    questions.update(
+        original_answer=list(questions["answer"]),
+        answer=[scenes.ANSWERS[a] for a in answers],
+        color=new,
+        text=[scenes.question_text(c, s) for c, s in zip(new, subtype)],
+        code=scenes.question_codes(new, subtype).astype(np.asarray(questions["code"]).dtype),
+    )
+    return dict(record, questions=questions)
 
 
 def _with_answer_words(record: dict, index: int) -> dict:
@@ -170,3 +223,22 @@ class SortOfClevr(Dataset):
     def known_questions(self) -> list[str]:
         """Every template question."""
         return known_questions()
+
+    def question_attributes(self, record: dict) -> dict[str, list[str]]:
+        """Each question's object: its colour, shape and quadrant; and the answer's type.
+
+        The object is the one of the question's colour; quadrant "top left" .. "bottom right"
+        (x, y < S/2 is left, top); answer_type "yes/no" (left, top), "number" (count) or
+        "other" (the shape questions), as VQAv2 names them.
+        """
+        return question_attributes(record["objects"], record["questions"], self.config.image_size)
+
+    def image_attributes(self, record: dict) -> dict[str, str]:
+        """How many of the scene's six objects are squares, as "squares" ("0" .. "6")."""
+        return {"squares": str(int(np.sum(np.asarray(record["objects"]["shape"]) == 0)))}
+
+    def counterfactual(self, record: dict, kind: str) -> dict:
+        """`record` with each question's colour word swapped ("color_swap", `swap_colors`)."""
+        if kind != "color_swap":
+            raise ConfigError(f"Sort-of-CLEVR has no probe {kind!r}; it has ['color_swap']")
+        return swap_colors(record, self.config.image_size)
