@@ -21,7 +21,9 @@ prepared in ArrayRecord format under data_dir; evaluated on "validation"), and
 `dataset=custom,data_dir=DIR` one written by `python -m mmjax.data.prepare`. Their questions are
 tokenized with a word vocabulary and their answers classified over an answer vocabulary, both
 built from the training split; images are resized and centre-cropped to image_size; the first
-10 questions of each image are used (data.questions_per_image).
+10 questions of each image are used (data.questions_per_image). A custom dataset is also scored
+with VQAv2 accuracy ("validation_vqa", "test_vqa"), and one whose lines give several answers
+("answers": [...]) trains on their soft scores (docs/evaluation.md).
 
 Results (default size, this 2-core CPU): see the README's results table.
 `size=tiny` exists for tests and trains for seconds.
@@ -79,6 +81,11 @@ def get_config(arg=None):
         config.data.update(
             questions_per_image=10,  # CLEVR has 10 per image (a few have fewer)
             max_answers=1000,  # the most frequent training answers (CLEVR has 28)
+            # Several human answers per question (VQAv2-style custom data): at most 10 kept;
+            # None = soft targets and the VQA answer normalisation when the data has them.
+            answers_per_question=10,
+            soft_targets=None,
+            answer_normalization=None,
         )
     # A word vocabulary of the questions (Sort-of-CLEVR fixes its own, from its templates;
     # others are built from the training questions), saved in the workdir.
@@ -129,9 +136,18 @@ def get_config(arg=None):
     every = max(1, steps // 6)
     if free_text:
         evaluator = dict(
-            type="classification", batch_size=50, label_key="answer", prediction_key="answer"
+            type="classification",
+            batch_size=50,
+            label_key="answer",
+            prediction_key="answer",
+            bootstrap_samples=1000,  # 95% intervals over images
         )
         config.evals = evals_config(arg.dataset, evaluator, every)
+        if arg.dataset == "custom":  # VQAv2 accuracy against every human answer, per type
+            vqa = dict(type="vqa_accuracy", batch_size=50, bootstrap_samples=1000)
+            config.evals.update(
+                {f"{k}_vqa": v for k, v in evals_config(arg.dataset, vqa, every).items()}
+            )
     else:
         config.evals = answer_evals(batch_size=50, every=every)
     return config

@@ -182,3 +182,30 @@ def test_counterfactual_outcomes_on_changed_answers():
     assert metrics["changed"] == pytest.approx(0.5)
     assert metrics["follows_image"] == pytest.approx(0.5)
     assert metrics["keeps_original"] == pytest.approx(0.5)
+
+
+def test_caption_metrics_with_intervals_equal_the_corpus_scores():
+    from mmjax.evaluators.captioning import CaptionEvaluator, caption_metrics
+
+    class Words:
+        def decode(self, ids):
+            return " ".join(f"w{i}" for i in ids if i > 0)
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 6, size=(12, 5)).astype(np.int32)
+    references = rng.integers(0, 6, size=(12, 3, 5)).astype(np.int32)
+    references[:, :, 0] = rng.integers(1, 6, size=(12, 3))  # every reference non-empty
+    batch = {"_mask": np.ones(12, bool), "captions": references}
+    evaluator = CaptionEvaluator(Words(), java=False, bootstrap_samples=200)
+    metrics = evaluator.evaluate([(batch, {"tokens": tokens})])
+    words = Words()
+    expected = caption_metrics(
+        {i: [words.decode(r) for r in references[i]] for i in range(12)},
+        {i: words.decode(tokens[i]) for i in range(12)},
+        java=False,
+    )
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-12), name
+        assert metrics[f"{name}.ci_low"] <= value + 1e-12 <= metrics[f"{name}.ci_high"] + 2e-12
+    table = evaluator.last_examples
+    assert table.scores["cider_d"].mean() == pytest.approx(expected["cider_d"])

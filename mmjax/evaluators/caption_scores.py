@@ -52,14 +52,16 @@ def _check(gts: Mapping, res: Mapping) -> list[Hashable]:
     return list(gts)
 
 
-def bleu(
+def bleu_statistics(
     gts: Mapping[Hashable, Sequence[str]], res: Mapping[Hashable, Sequence[str]], n: int = 4
-) -> tuple[list[float], list[list[float]]]:
-    """Corpus BLEU-1..n ([n]) and per-example BLEU-1..n ([n][N]), as in the module docstring."""
+) -> list[tuple[list[int], list[int], int, int]]:
+    """BLEU's sufficient statistics of each example, in the order of the keys.
+
+    (clipped matches [n], candidate n-grams [n], candidate length, closest reference length);
+    their sums over a corpus give its BLEU (`bleu_of_statistics`).
+    """
     keys = _check(gts, res)
-    correct, guess = [0] * n, [0] * n
-    total_test = total_ref = 0
-    per_example = [[] for _ in range(n)]
+    out = []
     for key in keys:
         candidate = ngram_counts(res[key][0], n)
         test_len = len(res[key][0].split())
@@ -74,6 +76,24 @@ def bleu(
         for gram, count in candidate.items():
             own_correct[len(gram) - 1] += min(best.get(gram, 0), count)
         own_guess = [max(0, test_len - k) for k in range(n)]
+        out.append((own_correct, own_guess, test_len, ref_len))
+    return out
+
+
+def bleu_of_statistics(correct, guess, test_len, ref_len) -> list[float]:
+    """BLEU-1..n of summed statistics (sums may be weighted, e.g. by a bootstrap resample)."""
+    return _bleu_scores(list(correct), list(guess), test_len, ref_len)
+
+
+def bleu(
+    gts: Mapping[Hashable, Sequence[str]], res: Mapping[Hashable, Sequence[str]], n: int = 4
+) -> tuple[list[float], list[list[float]]]:
+    """Corpus BLEU-1..n ([n]) and per-example BLEU-1..n ([n][N]), as in the module docstring."""
+    statistics = bleu_statistics(gts, res, n)
+    correct, guess = [0] * n, [0] * n
+    total_test = total_ref = 0
+    per_example = [[] for _ in range(n)]
+    for own_correct, own_guess, test_len, ref_len in statistics:
         for k in range(n):
             correct[k] += own_correct[k]
             guess[k] += own_guess[k]

@@ -32,6 +32,9 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 
 from mmjax.evaluators import caption_scores
+from mmjax.evaluators.caption_intervals import scored_captions
+from mmjax.evaluators.examples import ExampleEvaluator, ExampleTable, Scored
+from mmjax.evaluators.groups import GROUP_PREFIX, decode_values
 
 BLEU_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
 METRIC_KEYS = BLEU_KEYS + ("meteor", "rouge_l", "cider_d")
@@ -226,15 +229,24 @@ def caption_metrics(
             raise ValueError(f"example {key!r}: references must be a list of str, candidate a str")
         if len(references[key]) == 0:
             raise ValueError(f"example {key!r} has no reference caption")
+    gts, res, java = tokenized_corpus(references, candidates, java)
+    names = METRIC_KEYS if java else tuple(k for k in METRIC_KEYS if k != "meteor")
+    if not gts:
+        return {name: float("nan") for name in names}
+    return scores_of_tokenized(gts, res, meteor=java)
+
+
+def tokenized_corpus(references, candidates, java: bool | None) -> tuple[dict, dict, bool]:
+    """(gts, res, whether Java was used): the texts of `caption_metrics`, tokenized, keyed alike.
+
+    gts: key -> tokenized references; res: key -> [tokenized candidate] (the inputs' order).
+    """
+    keys = list(references)
     if java is None:
         reason = java_metrics_unavailable()
         java = reason is None
         if not java:
             _warn_no_java(reason)
-    names = METRIC_KEYS if java else tuple(k for k in METRIC_KEYS if k != "meteor")
-    if not keys:
-        return {name: float("nan") for name in names}
-
     texts = [text for key in keys for text in references[key]] + [candidates[k] for k in keys]
     tokenized = ptb_tokenize(texts) if java else [simple_tokenize(text) for text in texts]
     gts, start = {}, 0
@@ -242,7 +254,7 @@ def caption_metrics(
         gts[key] = tokenized[start : start + len(references[key])]
         start += len(references[key])
     res = {key: [text] for key, text in zip(keys, tokenized[start:])}
-    return scores_of_tokenized(gts, res, meteor=java)
+    return gts, res, java
 
 
 def scores_of_tokenized(
@@ -268,7 +280,7 @@ def _as_key(value) -> Hashable:
     return value.tobytes() if value.ndim else value.item()
 
 
-class CaptionEvaluator:
+class CaptionEvaluator(ExampleEvaluator):
     """Decodes generated and reference captions and scores them with `caption_metrics`.
 
     Each batch holds `reference_key` [B, R, L] and `_mask` [B] (True for real examples), and
@@ -281,7 +293,10 @@ class CaptionEvaluator:
     An example seen again (same key) keeps its first candidate and adds any references not yet
     seen, so duplicates count once and rows of one image with one caption each are merged.
 
-    Metrics: bleu_1..bleu_4, meteor (with Java), rouge_l, cider_d, num_examples.
+    Metrics: bleu_1..bleu_4, meteor (with Java), rouge_l, cider_d, num_examples; BLEU, ROUGE-L
+    and CIDEr-D with their intervals when bootstrap_samples > 0 (examples resampled, see
+    `caption_intervals`). Per-example table: rouge_l and cider_d of each example, and the
+    batch's image-level "group/<attr>" values.
 
     Attributes:
       tokenizer: has decode(ids) -> str (the task's tokenizer, passed by the trainer).
@@ -304,7 +319,11 @@ class CaptionEvaluator:
         reference_key: str = "captions",
         example_key: str | None = None,
         java: bool | None = None,
+        bootstrap_samples: int = 0,
+        confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ):
+        super().__init__(bootstrap_samples, confidence, bootstrap_seed)
         self.tokenizer = tokenizer
         self.prediction_key = prediction_key
         self.reference_key = reference_key
@@ -319,8 +338,14 @@ class CaptionEvaluator:
 
     def collect(self, batches: Iterable) -> tuple[dict, dict]:
         """The decoded (references, candidates) dicts of `evaluate`, keyed by example."""
+        references, candidates, _ = self.collect_with_groups(batches)
+        return references, candidates
+
+    def collect_with_groups(self, batches: Iterable) -> tuple[dict, dict, dict]:
+        """(references, candidates, groups: key -> {attribute: value}), keyed by example."""
         references: dict[Hashable, list[str]] = {}
         candidates: dict[Hashable, str] = {}
+        groups: dict[Hashable, dict[str, str]] = {}
         position = 0
         for batch, predicted in batches:
             mask = np.asarray(batch["_mask"], bool).reshape(-1)  # [B]
@@ -333,12 +358,18 @@ class CaptionEvaluator:
                     f"{tokens.shape} and {refs.shape}"
                 )
             ids = np.asarray(batch[self.example_key]) if self.example_key else None
+            rows = {
+                k[len(GROUP_PREFIX) :]: decode_values(v)
+                for k, v in batch.items()
+                if k.startswith(GROUP_PREFIX)
+            }
             for i in np.flatnonzero(mask):
                 key = _as_key(ids[i]) if ids is not None else position + int(i)
                 texts = self._reference_texts(refs[i])
                 if key not in candidates:
                     candidates[key] = self.tokenizer.decode(tokens[i])
                     references[key] = texts
+                    groups[key] = {name: str(values[i]) for name, values in rows.items()}
                 else:
                     seen = set(references[key])
                     references[key] = references[key] + [t for t in texts if t not in seen]
@@ -346,11 +377,19 @@ class CaptionEvaluator:
         empty = [key for key, texts in references.items() if not texts]
         if empty:
             raise ValueError(f"captioning evaluator: examples {empty[:5]} have no reference")
-        return references, candidates
+        return references, candidates, groups
 
-    def evaluate(self, batches: Iterable) -> dict[str, float]:
-        """Scores an iterable of (batch, predictions) pairs of host NumPy dicts."""
-        references, candidates = self.collect(batches)
-        metrics = caption_metrics(references, candidates, java=self.java)
-        metrics["num_examples"] = float(len(candidates))
-        return metrics
+    def score(self, batches: Iterable) -> Scored:
+        """Decodes, tokenizes and scores every example (see `caption_intervals`)."""
+        references, candidates, groups = self.collect_with_groups(batches)
+        if not candidates:  # every metric NaN, as caption_metrics gives for no example
+            names = [k for k in METRIC_KEYS if k != "meteor"]
+            empty = ExampleTable(np.zeros(0, np.int64), {})
+            return Scored(
+                empty, lambda w: dict.fromkeys(names, float("nan")), {"num_examples": 0.0}
+            )
+        gts, res, java = tokenized_corpus(references, candidates, self.java)
+        meteor = meteor_score(gts, res) if java else None
+        names = sorted({name for values in groups.values() for name in values})
+        columns = {n: np.asarray([groups[k].get(n, "") for k in gts], str) for n in names}
+        return scored_captions(gts, res, columns, meteor)

@@ -23,6 +23,7 @@ from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import BOS, EOS
 from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
+from mmjax.evaluators.groups import GROUP_PREFIX, encode_values
 from mmjax.models import decoding
 from mmjax.models.build import build_model
 from mmjax.models.captioner import Captioner, captioner_decoder
@@ -110,6 +111,9 @@ class CaptioningTask(Task):
         references[: len(texts)] = text_to_bytes(texts, self.text_bytes)
         example = {"image": image, "captions": captions, "references": references}
         example.update(self.dataset.annotations(record))  # what the dataset's evaluators score
+        # The image's grouping attributes, for caption metrics per group (disparity).
+        for name, value in self.dataset.image_attributes(record).items():
+            example[GROUP_PREFIX + name] = encode_values([value], where=where)[0]
         return example
 
     def init_params(self, rng, batch):
