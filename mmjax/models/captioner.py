@@ -1,6 +1,8 @@
 """Captioner: an image encoder and a causal text decoder that cross-attends to its tokens.
 
-The encoder is a stem (ViT patches, conv stem or ResNet) and transformer blocks.
+The encoder is a stem (ViT patches, conv stem or ResNet) and transformer blocks; its options
+after `posemb` (class token, patch bias, pixel normalisation, input LayerNorm, activation,
+LayerNorm epsilon) let it take the image tower of another codebase (`mmjax.weights`).
 """
 
 from collections.abc import Sequence
@@ -63,6 +65,14 @@ class Captioner(nn.Module):
       conv_channels: channels of the "conv" stem.
       resnet: ResNet variant of the "resnet" stem (a key of `resnet.RESNETS`).
       posemb: image position embeddings, "learn" or "sincos2d".
+      class_token: the patch stem's class token, "none", "with_posemb" or "no_posemb" (see
+        `PatchStem`).
+      patch_bias: whether the patch embedding has a bias.
+      image_mean: per-channel mean of the pixel normalisation (None: the stem's default).
+      image_std: per-channel std of the pixel normalisation (None: the stem's default).
+      image_input_norm: a LayerNorm on the image tokens before the first encoder block.
+      activation: the image encoder's MLP activation (`transformer.ACTIVATIONS`).
+      layer_norm_eps: epsilon of the image encoder's LayerNorms.
       dtype: computation dtype (logits are float32).
       param_dtype: parameter dtype.
     """
@@ -83,6 +93,13 @@ class Captioner(nn.Module):
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
     posemb: str = "learn"
+    class_token: str = "none"
+    patch_bias: bool = True
+    image_mean: Sequence[float] | None = None
+    image_std: Sequence[float] | None = None
+    image_input_norm: bool = False
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -99,6 +116,10 @@ class Captioner(nn.Module):
             conv_channels=self.conv_channels,
             resnet=self.resnet,
             posemb=self.posemb,
+            class_token=self.class_token,
+            patch_bias=self.patch_bias,
+            mean=self.image_mean,
+            std=self.image_std,
             **kw,
         )
         if self.encoder_depth:
@@ -107,6 +128,9 @@ class Captioner(nn.Module):
                 num_heads=self.num_heads,
                 mlp_dim=self.mlp_dim,
                 dropout_rate=self.dropout_rate,
+                activation=self.activation,
+                layer_norm_eps=self.layer_norm_eps,
+                input_norm=self.image_input_norm,
                 **kw,
             )
         self.decoder = captioner_decoder(self)

@@ -1,10 +1,17 @@
 """DualEncoder: two towers that embed images and texts in one space, for contrastive training.
 
 Image tower: stem (ViT patches, conv stem or ResNet; `image_stem`) -> `image_depth` transformer
-blocks -> pooling ("mean" of the tokens or "map", a learned attention probe) -> Dense(embed_dim)
--> L2 normalisation. Text tower: `TextEncoder` over token ids (0 = padding) -> pooling ("mean"
-of the real tokens, "first", the output at the first token (BOS) like a CLS token, or "map"
-over the real tokens) -> Dense(embed_dim) -> L2 normalisation.
+blocks -> pooling ("mean" of the tokens, "map", a learned attention probe, or "cls", the class
+token's output) -> Dense(embed_dim) -> L2 normalisation. Text tower: `TextEncoder` over token
+ids (0 = padding) -> pooling ("mean" of the real tokens, "first", the output at the first token
+(BOS) like a CLS token, "map" over the real tokens, or "eos", the output at the EOS token, as
+CLIP reads its causal text tower) -> Dense(embed_dim) -> L2 normalisation.
+
+The options after `posemb` make the towers those of other codebases, so that their trained
+weights load exactly (`mmjax.weights`: Hugging Face CLIP is class_token="with_posemb",
+patch_bias=False, image_input_norm=True, activation="quick_gelu", layer_norm_eps=1e-5,
+projection_bias=False, text_causal=True, text_pool="eos", image_pool="cls"); their defaults
+keep mmjax's own towers.
 
 The towers share no parameters and never see each other, so an image is embedded once whatever
 the texts it is compared with (and vice versa): retrieval over a split costs one pass of each
@@ -42,6 +49,25 @@ def l2_normalize(x: Array, eps: float = 1e-6) -> Array:
     """Divides x [..., D] by max(its L2 norm, eps) along the last axis, in float32: [..., D]."""
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+IMAGE_POOLS = ("mean", "map", "cls")
+TEXT_POOLS = ("mean", "first", "map", "eos")
+
+
+def eos_positions(tokens: Array, valid: Array, eos_id: int) -> Array:
+    """The position [...] int32 of each text's EOS token in tokens [..., L].
+
+    eos_id >= 0: its first occurrence (0 where absent); -1: the last valid position (`valid`
+    [..., L] bool); -2: the position of the largest id (OpenAI CLIP, whose EOS id is largest).
+    """
+    if eos_id >= 0:
+        return jnp.argmax(tokens == eos_id, axis=-1)
+    if eos_id == -1:
+        return jnp.maximum(valid.sum(-1) - 1, 0)
+    if eos_id == -2:
+        return jnp.argmax(tokens, axis=-1)
+    raise ValueError(f"eos_id={eos_id} must be a token id, -1 or -2.")
 
 
 class MAPHead(nn.Module):
@@ -87,12 +113,15 @@ class DualEncoder(nn.Module):
       vocab_size: text vocabulary size (id 0 is padding).
       max_len: longest text, BOS and EOS included.
       embed_dim: width of the shared embedding space.
-      width: token width of both towers.
+      width: token width of both towers (of the image tower when text_width is set).
       image_depth: transformer blocks over the image tokens (0: the stem's tokens as they are).
       text_depth: transformer blocks of the text encoder.
       num_heads: attention heads (encoders and MAP pooling).
       mlp_dim: MLP hidden width.
       dropout_rate: dropout in both encoders.
+      text_width: token width of the text tower (None: width).
+      text_num_heads: attention heads of the text tower (None: num_heads).
+      text_mlp_dim: MLP hidden width of the text tower (None: mlp_dim).
       image_pool: "mean" or "map" (learned attention probe).
       text_pool: "mean" (over the real tokens), "first" (the BOS position) or "map".
       stem: "patch", "conv" or "resnet" (see `image_stem`).
@@ -100,6 +129,20 @@ class DualEncoder(nn.Module):
       conv_channels: channels of the "conv" stem.
       resnet: ResNet variant of the "resnet" stem.
       posemb: image position embeddings, "learn" or "sincos2d".
+      class_token: the patch stem's class token, "none", "with_posemb" or "no_posemb" (see
+        `PatchStem`).
+      patch_bias: whether the patch embedding has a bias.
+      image_mean: per-channel mean of the pixel normalisation (None: the stem's default).
+      image_std: per-channel std of the pixel normalisation (None: the stem's default).
+      image_input_norm: a LayerNorm on the image tokens before the first block (CLIP).
+      activation: the MLP activation of both encoders (`transformer.ACTIVATIONS`).
+      layer_norm_eps: epsilon of the encoders' LayerNorms.
+      projection_bias: whether the two projections to the embedding space have biases.
+      text_causal: a causal text encoder (each position sees the ones before it).
+      pad_id: the padding token id (masked out as attention keys and in pooling); -1: none.
+      eos_id: for text_pool="eos", the EOS token id: the embedding is read at its first
+        position; -1 reads it at the last non-padding position, and -2 at the position of
+        the largest id (OpenAI CLIP's rule: its EOS token has the largest id).
       logit_scale_init: initial log logit scale (log 1/temperature).
       logit_bias_init: initial logit bias (for the sigmoid loss).
       max_logit_scale: the scale is clipped to this (CLIP clips at 100 for stability).
@@ -116,6 +159,9 @@ class DualEncoder(nn.Module):
     num_heads: int = 4
     mlp_dim: int = 512
     dropout_rate: float = 0.0
+    text_width: int | None = None
+    text_num_heads: int | None = None
+    text_mlp_dim: int | None = None
     image_pool: str = "mean"
     text_pool: str = "mean"
     stem: str = "conv"
@@ -123,6 +169,17 @@ class DualEncoder(nn.Module):
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
     posemb: str = "learn"
+    class_token: str = "none"
+    patch_bias: bool = True
+    image_mean: Sequence[float] | None = None
+    image_std: Sequence[float] | None = None
+    image_input_norm: bool = False
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    projection_bias: bool = True
+    text_causal: bool = False
+    pad_id: int = 0
+    eos_id: int = -1
     logit_scale_init: float = CLIP_LOG_SCALE_INIT
     logit_bias_init: float = SIGLIP_BIAS_INIT
     max_logit_scale: float = 100.0
@@ -131,12 +188,23 @@ class DualEncoder(nn.Module):
 
     def setup(self):
         """Create both towers and the logit scale and bias."""
-        if self.image_pool not in ("mean", "map"):
-            raise ValueError(f"Unknown image_pool {self.image_pool!r}; use 'mean' or 'map'.")
-        if self.text_pool not in ("mean", "first", "map"):
-            raise ValueError(f"Unknown text_pool {self.text_pool!r}; use 'mean', 'first' or 'map'.")
+        if self.image_pool not in IMAGE_POOLS:
+            raise ValueError(f"Unknown image_pool {self.image_pool!r}; use one of {IMAGE_POOLS}.")
+        if self.text_pool not in TEXT_POOLS:
+            raise ValueError(f"Unknown text_pool {self.text_pool!r}; use one of {TEXT_POOLS}.")
+        if self.image_pool == "cls" and self.class_token == "none":
+            raise ValueError("image_pool='cls' needs a class_token.")
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        block = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate)
+        shared = dict(
+            dropout_rate=self.dropout_rate,
+            activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+        image = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim)
+        text = dict(
+            num_heads=self.text_num_heads or self.num_heads,
+            mlp_dim=self.text_mlp_dim or self.mlp_dim,
+        )
         self.image_stem = image_stem(
             self.stem,
             self.width,
@@ -144,25 +212,37 @@ class DualEncoder(nn.Module):
             conv_channels=self.conv_channels,
             resnet=self.resnet,
             posemb=self.posemb,
+            class_token=self.class_token,
+            patch_bias=self.patch_bias,
+            mean=self.image_mean,
+            std=self.image_std,
             **kw,
         )
         if self.image_depth:
-            self.image_encoder = Encoder(depth=self.image_depth, **block, **kw)
+            self.image_encoder = Encoder(
+                depth=self.image_depth,
+                input_norm=self.image_input_norm,
+                **image,
+                **shared,
+                **kw,
+            )
         self.text_encoder = TextEncoder(
             vocab_size=self.vocab_size,
-            width=self.width,
+            width=self.text_width or self.width,
             max_len=self.max_len,
             depth=self.text_depth,
-            **block,
+            pad_id=self.pad_id,
+            causal=self.text_causal,
+            **text,
+            **shared,
             **kw,
         )
-        pool = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, **kw)
         if self.image_pool == "map":
-            self.image_map = MAPHead(**pool)
+            self.image_map = MAPHead(**image, **kw)
         if self.text_pool == "map":
-            self.text_map = MAPHead(**pool)
-        self.image_projection = nn.Dense(self.embed_dim, **kw)
-        self.text_projection = nn.Dense(self.embed_dim, **kw)
+            self.text_map = MAPHead(**text, **kw)
+        self.image_projection = nn.Dense(self.embed_dim, use_bias=self.projection_bias, **kw)
+        self.text_projection = nn.Dense(self.embed_dim, use_bias=self.projection_bias, **kw)
         self.log_logit_scale = self.param(
             "log_logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32
         )
@@ -175,7 +255,12 @@ class DualEncoder(nn.Module):
         x = self.image_stem(images)  # [B, N, width]
         if self.image_depth:
             x, _ = self.image_encoder(x, train=train)
-        x = self.image_map(x) if self.image_pool == "map" else jnp.mean(x, axis=-2)
+        if self.image_pool == "map":
+            x = self.image_map(x)
+        elif self.image_pool == "cls":
+            x = x[..., 0, :]
+        else:
+            x = jnp.mean(x, axis=-2)
         x = constrain(self.image_projection(x), ("batch", None))
         return l2_normalize(x)
 
@@ -185,10 +270,15 @@ class DualEncoder(nn.Module):
         An all-padding row (an absent caption) gives a finite embedding that callers mask out.
         """
         x, _ = self.text_encoder(tokens, train=train)  # [..., L, width]
-        valid = tokens != 0
+        valid = tokens != self.pad_id
         if self.text_pool == "map":
             x = self.text_map(x, valid)
         elif self.text_pool == "first":
+            x = x[..., 0, :]
+        elif self.text_pool == "eos":
+            x = jnp.take_along_axis(
+                x, eos_positions(tokens, valid, self.eos_id)[..., None, None], -2
+            )
             x = x[..., 0, :]
         else:
             weights = valid[..., None].astype(x.dtype)

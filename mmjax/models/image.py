@@ -54,10 +54,13 @@ class _AddPositionEmbedding(nn.Module):
     """Add position embeddings to grid tokens [B, h, w, D] and flatten them to [B, h * w, D].
 
     With `kept` (indices [B, K] into the h x w grid, row-major) the tokens are [B, K, D] already,
-    those of the kept grid cells, and each gets its own cell's embedding.
+    those of the kept grid cells, and each gets its own cell's embedding. With `cls` (a class
+    token [1, 1, D]) it is put first and gets the first of 1 + h * w learned embeddings (the
+    layout of Hugging Face's ViT and CLIP): [B, 1 + N, D].
 
     Attributes:
-      posemb: "learn" (parameter `pos_embedding`, [1, h * w, D]) or "sincos2d" (fixed).
+      posemb: "learn" (parameter `pos_embedding`, [1, h * w, D], or [1, 1 + h * w, D] with a
+        class token) or "sincos2d" (fixed).
       param_dtype: parameter dtype.
     """
 
@@ -65,24 +68,40 @@ class _AddPositionEmbedding(nn.Module):
     param_dtype: DType = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, grid: tuple[int, int] | None = None, kept=None) -> Array:
+    def __call__(self, x: Array, grid: tuple[int, int] | None = None, kept=None, cls=None) -> Array:
         """Return x as [B, N, D] plus position embeddings (`grid`: (h, w), needed with `kept`)."""
         if kept is None:
             b, h, w, d = x.shape
             x = x.reshape(b, h * w, d)
         else:
             (h, w), d = grid, x.shape[-1]
+        extra = 0 if cls is None else 1
         if self.posemb == "learn":
             init = nn.initializers.normal(stddev=1.0 / math.sqrt(d))
-            pe = self.param("pos_embedding", init, (1, h * w, d), self.param_dtype)
-        elif self.posemb == "sincos2d":
+            pe = self.param("pos_embedding", init, (1, extra + h * w, d), self.param_dtype)
+        elif self.posemb == "sincos2d" and cls is None:
             pe = posemb_sincos_2d(h, w, d)
+        elif self.posemb == "sincos2d":
+            raise ValueError("class_token='with_posemb' needs posemb='learn'.")
         else:
             raise ValueError(f"Unknown posemb {self.posemb!r}; use 'learn' or 'sincos2d'.")
         pe = jnp.asarray(pe, x.dtype)
+        pe_cls, pe = pe[:, :extra], pe[:, extra:]
         if kept is not None:
             pe = jnp.take(pe[0], kept, axis=0)
-        return x + pe
+        x = x + pe
+        if cls is None:
+            return x
+        return prepend_class_token(cls + pe_cls, x)
+
+
+def prepend_class_token(cls: Array, x: Array) -> Array:
+    """The class token cls [1, 1, D] put before tokens x [B, N, D]: [B, 1 + N, D]."""
+    cls = jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
+    return jnp.concatenate([cls, x], axis=1)
+
+
+CLASS_TOKENS = ("none", "with_posemb", "no_posemb")
 
 
 def select_tokens(images: Array, patch_size: int, keep: int, selector: str) -> Array:
@@ -141,6 +160,11 @@ class PatchStem(nn.Module):
         `token_selector` picks (`select_tokens`), in raster order, each with its own position
         embedding: N = keep_tokens.
       token_selector: a registered token selector (`mmjax.registry.TOKEN_SELECTORS`).
+      class_token: "none"; "with_posemb", a learned token (parameter `cls`, [1, 1, D]) put
+        before the patches that gets the first of 1 + N position embeddings (Hugging Face ViT
+        and CLIP); or "no_posemb", put before them after their N position embeddings were
+        added (big_vision's "tok" pooling): N + 1 tokens, the class token first.
+      patch_bias: whether the patch embedding has a bias (CLIP's has none).
       mean: per-channel mean for normalisation (of images in [0, 1]).
       std: per-channel std for normalisation.
       dtype: computation dtype.
@@ -154,6 +178,8 @@ class PatchStem(nn.Module):
     kernel_size: int = 0
     keep_tokens: int = 0
     token_selector: str = ""
+    class_token: str = "none"
+    patch_bias: bool = True
     mean: Sequence[float] = (0.5, 0.5, 0.5)
     std: Sequence[float] = (0.5, 0.5, 0.5)
     dtype: DType = jnp.float32
@@ -180,7 +206,13 @@ class PatchStem(nn.Module):
                 )
             kept = select_tokens(images, p, self.keep_tokens, self.token_selector)
         x = _PatchEmbedding(
-            self.width, k, p, dtype=self.dtype, param_dtype=self.param_dtype, name="embedding"
+            self.width,
+            k,
+            p,
+            use_bias=self.patch_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="embedding",
         )(x, kept)
         if k > p:
             # Measured, not derived: without this norm a 15-pixel window on 5-pixel patches
@@ -189,7 +221,15 @@ class PatchStem(nn.Module):
                 dtype=self.dtype, param_dtype=self.param_dtype, name="embedding_norm"
             )
             x = norm(x)
-        return _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")(x, grid, kept)
+        if self.class_token not in CLASS_TOKENS:
+            raise ValueError(f"Unknown class_token {self.class_token!r}; use {CLASS_TOKENS}.")
+        add_posemb = _AddPositionEmbedding(self.posemb, self.param_dtype, name="posemb")
+        if self.class_token == "none":
+            return add_posemb(x, grid, kept)
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, self.width), self.param_dtype)
+        if self.class_token == "with_posemb":
+            return add_posemb(x, grid, kept, cls=cls)
+        return prepend_class_token(cls, add_posemb(x, grid, kept))
 
 
 class _PatchEmbedding(nn.Module):
@@ -207,6 +247,7 @@ class _PatchEmbedding(nn.Module):
       features: F.
       kernel_size: k.
       patch_size: p.
+      use_bias: whether to add the bias (False: no `bias` parameter).
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -214,6 +255,7 @@ class _PatchEmbedding(nn.Module):
     features: int
     kernel_size: int
     patch_size: int
+    use_bias: bool = True
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -227,7 +269,9 @@ class _PatchEmbedding(nn.Module):
             (k, k, x.shape[-1], self.features),
             self.param_dtype,
         )
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+        bias = jnp.zeros((self.features,), self.param_dtype)
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros_init(), bias.shape, self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         pad = (k - p) // 2
         if kept is None:

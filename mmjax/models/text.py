@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmjax.models.attention import padding_mask
+from mmjax.models.attention import causal_mask, padding_mask
 from mmjax.models.transformer import Encoder
 
 Array = jax.Array
@@ -68,7 +68,10 @@ class TextEmbedding(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """TextEmbedding, dropout, then a bidirectional `Encoder` over the non-padding tokens.
+    """TextEmbedding, dropout, then an `Encoder` over the non-padding tokens.
+
+    Bidirectional by default; with `causal` each position sees only itself and the positions
+    before it (CLIP's text tower, whose embedding is read at the EOS position).
 
     Attributes:
       vocab_size: number of token ids.
@@ -79,7 +82,11 @@ class TextEncoder(nn.Module):
       mlp_dim: MLP hidden width.
       dropout_rate: embedding, residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
-      pad_id: token id of padding (masked out as attention keys).
+      pad_id: token id of padding (masked out as attention keys); -1: no id is padding (with
+        `causal`, positions after the one read out never matter).
+      causal: attend only to the same and earlier positions.
+      activation: the MLPs' activation (`mmjax.models.transformer.ACTIVATIONS`).
+      layer_norm_eps: epsilon of the LayerNorms.
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -93,6 +100,9 @@ class TextEncoder(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
     pad_id: int = 0
+    causal: bool = False
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -116,18 +126,24 @@ class TextEncoder(nn.Module):
             name="embedding",
         )(tokens)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        mask = padding_mask(tokens != self.pad_id) if self.pad_id >= 0 else None
+        if self.causal:
+            causal = causal_mask(tokens.shape[-1])
+            mask = causal if mask is None else mask & causal
         return Encoder(
             depth=self.depth,
             num_heads=self.num_heads,
             mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate,
             attention_dropout_rate=self.attention_dropout_rate,
+            activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="encoder",
         )(
             x,
-            mask=padding_mask(tokens != self.pad_id),
+            mask=mask,
             train=train,
             return_attention=return_attention,
         )

@@ -2,6 +2,12 @@
 
 Token layout is [..., L, D] with any number of leading batch dims; masks follow
 `mmjax.models.attention` (boolean, broadcastable to [..., H, L, L], True = attend).
+
+Options that imported architectures need (`mmjax.weights`), with defaults that keep mmjax's
+own: the MLP's `activation` ("gelu", flax's tanh approximation; "gelu_exact" for PyTorch's and
+Hugging Face's "gelu"; "quick_gelu" for OpenAI CLIP), the LayerNorms' `layer_norm_eps` (1e-6,
+flax's; Hugging Face CLIP uses 1e-5, ViT 1e-12) and the encoder's `input_norm` (a LayerNorm
+before the first block, CLIP's vision "pre_layrnorm").
 """
 
 from typing import Any
@@ -17,8 +23,28 @@ Array = jax.Array
 DType = Any
 
 
+def quick_gelu(x: Array) -> Array:
+    """The GELU approximation of OpenAI's CLIP: x * sigmoid(1.702 x)."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+# MLP activations by name; "gelu" is flax's default (the tanh approximation).
+ACTIVATIONS = {
+    "gelu": nn.gelu,
+    "gelu_exact": lambda x: nn.gelu(x, approximate=False),
+    "quick_gelu": quick_gelu,
+}
+
+
+def activation_fn(name: str):
+    """The activation named `name` (a key of ACTIVATIONS); ValueError listing them if none."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; use one of {sorted(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]
+
+
 class MLP(nn.Module):
-    """Transformer feed-forward block: Dense(mlp_dim) -> GELU -> Dropout -> Dense(out).
+    """Transformer feed-forward block: Dense(mlp_dim) -> activation -> Dropout -> Dense(out).
 
     Maps [..., D] to [..., out_dim or D].
 
@@ -26,6 +52,7 @@ class MLP(nn.Module):
       mlp_dim: hidden width.
       out_dim: output width; defaults to the input width.
       dropout_rate: dropout after the activation (only with `train=True`).
+      activation: a key of ACTIVATIONS ("gelu": the tanh approximation).
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -33,6 +60,7 @@ class MLP(nn.Module):
     mlp_dim: int
     out_dim: int | None = None
     dropout_rate: float = 0.0
+    activation: str = "gelu"
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -47,7 +75,7 @@ class MLP(nn.Module):
         )
         y = nn.Dense(self.mlp_dim, name="fc1", **dense)(x)
         y = constrain(y, ("batch",) + (None,) * (y.ndim - 2) + ("mlp",))
-        y = nn.gelu(y)
+        y = activation_fn(self.activation)(y)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
         return nn.Dense(self.out_dim or x.shape[-1], name="fc2", **dense)(y)
 
@@ -64,6 +92,8 @@ class EncoderBlock(nn.Module):
       mlp_dim: MLP hidden width.
       dropout_rate: residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
+      activation: the MLP's activation (a key of ACTIVATIONS).
+      layer_norm_eps: epsilon of the LayerNorms.
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -72,22 +102,26 @@ class EncoderBlock(nn.Module):
     mlp_dim: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
     def setup(self):
         """Create the sub-layers."""
-        self.ln_1 = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+        norm = dict(epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        self.ln_1 = nn.LayerNorm(**norm)
         self.attn = MultiHeadAttention(
             num_heads=self.num_heads,
             dropout_rate=self.attention_dropout_rate,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        self.ln_2 = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.ln_2 = nn.LayerNorm(**norm)
         self.mlp = MLP(
             mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate,
+            activation=self.activation,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -230,6 +264,10 @@ class Encoder(nn.Module):
       mlp_dim: MLP hidden width.
       dropout_rate: residual and MLP dropout.
       attention_dropout_rate: dropout on attention weights.
+      activation: the MLPs' activation (a key of ACTIVATIONS).
+      layer_norm_eps: epsilon of every LayerNorm.
+      input_norm: a LayerNorm ("input_norm") on the tokens before the first block, as CLIP's
+        vision tower has.
       dtype: computation dtype.
       param_dtype: parameter dtype.
     """
@@ -239,6 +277,9 @@ class Encoder(nn.Module):
     mlp_dim: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    input_norm: bool = False
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -263,17 +304,22 @@ class Encoder(nn.Module):
           {"attention": {"block_{i}": [..., H, L, L]}} when `return_attention`, else {}.
         """
         attention = {}
+        norm = dict(epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        if self.input_norm:
+            x = nn.LayerNorm(name="input_norm", **norm)(x)
         for i in range(self.depth):
             x, weights = EncoderBlock(
                 num_heads=self.num_heads,
                 mlp_dim=self.mlp_dim,
                 dropout_rate=self.dropout_rate,
                 attention_dropout_rate=self.attention_dropout_rate,
+                activation=self.activation,
+                layer_norm_eps=self.layer_norm_eps,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name=f"block_{i}",
             )(x, mask=mask, train=train, return_weights=return_attention)
             if return_attention:
                 attention[f"block_{i}"] = weights
-        x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="encoder_norm")(x)
+        x = nn.LayerNorm(name="encoder_norm", **norm)(x)
         return x, ({"attention": attention} if return_attention else {})
