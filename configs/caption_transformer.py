@@ -112,9 +112,22 @@ def get_config(arg=None):
     config.batch_size = size["batch"]  # images per step, each with its 5 captions
     set_training_defaults(config, steps, lr=1e-3)
 
-    evaluator = dict(type="captioning", batch_size=50, reference_key="references")
+    # 95% bootstrap intervals over images for BLEU, ROUGE-L and CIDEr-D (docs/evaluation.md).
+    evaluator = dict(
+        type="captioning", batch_size=50, reference_key="references", bootstrap_samples=1000
+    )
     config.evals = evals_config(arg.dataset, evaluator, every=max(1, steps // 3))
     if sort_of_clevr:
         # Does the caption name each object's shape and place? (Sort-of-CLEVR scenes only.)
         config.evals.objects = dict(type="scene_caption", split="test", batch_size=50, every=0)
+        # ROUGE-L and CIDEr-D by the scene's number of squares, at the end.
+        config.evals.test_disparity = dict(
+            type="disparity",
+            base=dict(type="captioning", reference_key="references"),
+            attributes=["squares"],
+            bootstrap_samples=1000,
+            split=config.evals.test.split,
+            batch_size=50,
+            every=0,
+        )
     return config

@@ -107,6 +107,18 @@ def get_config(arg=None):
     config.batch_size = size["batch"]  # images per step, each with one of its captions
     set_training_defaults(config, steps, lr=2e-3)
 
-    evaluator = dict(type="retrieval", batch_size=50, ks=(1, 5, 10))
+    # 95% bootstrap intervals over images of every Recall@K (docs/evaluation.md).
+    evaluator = dict(type="retrieval", batch_size=50, ks=(1, 5, 10), bootstrap_samples=1000)
     config.evals = evals_config(arg.dataset, evaluator, every=max(1, steps // 5))
+    if arg.dataset == "sort_of_clevr":
+        # Recall@K by the scene's number of squares, at the end.
+        config.evals.test_disparity = dict(
+            type="disparity",
+            base=dict(type="retrieval", ks=(1, 5, 10)),
+            attributes=["squares"],
+            bootstrap_samples=1000,
+            split=config.evals.test.split,
+            batch_size=50,
+            every=0,
+        )
     return config
