@@ -17,6 +17,7 @@ from mmjax.data import pipeline
 from mmjax.data.datasets import get_dataset
 from mmjax.experiment import Experiment
 from mmjax.interpret.overlay import overlay
+from mmjax.predict import figures
 from mmjax.projects.sort_of_clevr import scenes as sort_of_clevr
 from mmjax.projects.sort_of_clevr.dataset import known_questions
 from mmjax.train.checkpoints import Checkpointer, CheckpointError, restore_params
@@ -166,8 +167,28 @@ def test_cli_bad_image_is_one_line_and_exit_2(saved_run, tmp_path):
     )
 
 
+def test_attention_figure_shows_the_upscaled_scene_and_saves_the_raw_map(saved_run, tmp_path):
+    workdir, source, batch, _, _ = saved_run
+    model = predict.load(workdir)
+    question = source[0]["questions"]["text"][0].decode()
+    drawn = figures.attention(model, batch["image"][0], question=question, per_head=True)
+    paths = drawn.save(tmp_path / "attention.png")
+    assert paths == [str(tmp_path / "attention.png"), str(tmp_path / "attention.npy")]
+    maps = model.attention(batch["image"][0], question)
+    np.testing.assert_allclose(np.load(paths[1]), maps.relevance[0, 0].reshape(15, 15), rtol=1e-6)
+    with Image.open(paths[0]) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    box = drawn.canvas.boxes["image"]
+    scale = box.width // 75
+    assert scale >= 4
+    np.testing.assert_array_equal(
+        box.crop(pixels), np.kron(batch["image"][0], np.ones((scale, scale, 1), np.uint8))
+    )
+    assert "layer0_head1" in drawn.canvas.boxes  # tiny: depth 1, 2 heads
+
+
 @pytest.mark.slow
-def test_cli_writes_the_attention_overlay_at_the_image_size(saved_run, tmp_path):
+def test_cli_writes_the_attention_figure_and_its_raw_map(saved_run, tmp_path):
     workdir, source, batch, _, _ = saved_run
     Image.fromarray(batch["image"][0]).save(tmp_path / "scene.png")
     question = source[0]["questions"]["text"][0].decode()
@@ -179,8 +200,21 @@ def test_cli_writes_the_attention_overlay_at_the_image_size(saved_run, tmp_path)
         f"--attention_out={out}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"written to {out} and {tmp_path / 'attention.npy'}" in result.stderr
+    maps = predict.load(workdir).attention(batch["image"][0], question)
+    raw = np.load(tmp_path / "attention.npy")
+    np.testing.assert_allclose(raw, maps.relevance[0, 0].reshape(maps.grid), rtol=1e-5)
     with Image.open(out) as image:
-        assert image.size == (75, 75) and image.mode == "RGB"
+        assert image.width >= 3 * 4 * 75 and image.mode == "RGB"
+    missing = tmp_path / "no" / "attention.png"
+    result = _cli(
+        f"--workdir={workdir}",
+        f"--image={tmp_path / 'scene.png'}",
+        f"--question={question}",
+        f"--attention_out={missing}",
+    )
+    assert result.returncode == 2 and result.stdout == ""  # refused before answering
+    assert "--attention_out=" in result.stderr and "no directory" in result.stderr
 
 
 def test_closest_question_tells_dataset_questions_from_others():
@@ -204,9 +238,17 @@ def test_captioning_run_captions_as_its_predict(tmp_path):
     assert caption.text == task.tokenizer.decode(expected["tokens"][2]) and caption.text
     np.testing.assert_allclose(caption.logprob, expected["logprob"][2], rtol=1e-4)
     Image.fromarray(batch["image"][2]).save(tmp_path / "scene.png")
-    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}")
+    out = tmp_path / "words.png"
+    result = _cli(
+        f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", f"--attention_out={out}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(caption.text + " (log-probability ")
+    # One map per word of the caption, each a distribution over the image tokens.
+    raw = np.load(tmp_path / "words.npy")
+    assert raw.shape == (len(caption.text.split()), 15, 15)
+    np.testing.assert_allclose(raw.sum((1, 2)), 1.0, rtol=1e-5)
+    assert os.path.getsize(out) > 0
     result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", "--question=what?")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
@@ -229,9 +271,14 @@ def test_retrieval_run_ranks_captions_by_the_embeddings_of_its_predict(tmp_path)
     np.testing.assert_allclose([r.similarity for r in ranked], np.sort(similarity)[::-1], rtol=1e-4)
     Image.fromarray(batch["image"][0]).save(tmp_path / "scene.png")
     flags = [f"--caption={c}" for c in captions[:2]]
-    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", *flags)
+    out = f"--attention_out={tmp_path / 'tokens.png'}"
+    result = _cli(f"--workdir={workdir}", f"--image={tmp_path / 'scene.png'}", *flags, out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(result.stdout.strip().splitlines()) == 2
+    # Each caption's per-token shares (in the given order) sum to its similarity.
+    shares = np.load(tmp_path / "tokens.npy")
+    assert shares.shape == (2, 5, 5)
+    np.testing.assert_allclose(shares.sum((1, 2)), similarity[:2], rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -282,8 +329,22 @@ def test_autoencoder_run_reconstructs_as_its_predict(tmp_path):
     Image.fromarray(batch["image"][1]).save(tmp_path / "scene.png")
     out = tmp_path / "reconstruction.png"
     image = tmp_path / "scene.png"
-    result_cli = _cli(f"--workdir={workdir}", f"--image={image}", f"--output={out}")
+    every = model.reconstructions(batch["image"][1], caption)
+    assert list(every) == ["from_image", "from_text", "joint"]
+    pixels = np.round(expected["image_from_text"][1] * 255)
+    np.testing.assert_allclose(every["from_text"].image, pixels, atol=1)
+    assert every["from_text"].text == task.tokenizer.decode(expected["text_from_text"][1])
+    figure = tmp_path / "figure.png"
+    result_cli = _cli(
+        f"--workdir={workdir}",
+        f"--image={image}",
+        f"--output={out}",
+        f"--text={caption}",
+        f"--figure_out={figure}",
+    )
     assert result_cli.returncode == 0, result_cli.stderr[-3000:]
-    assert result_cli.stdout.strip() == f"{result.text} (z from image)"
+    assert result_cli.stdout.strip() == f"{joint.text} (z joint)"
     with Image.open(out) as image:
-        np.testing.assert_array_equal(np.asarray(image), result.image)
+        np.testing.assert_array_equal(np.asarray(image), joint.image)
+    with Image.open(figure) as image:
+        assert image.width > 4 * 4 * 75  # input and three reconstructions, at least 4x

@@ -8,13 +8,12 @@ the rollout of those layers, and how much each image token feeds the answer.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import numpy as np
 
+from mmjax.interpret.grid import on_grid, token_cells, token_grid
 from mmjax.interpret.rollout import answer_relevance, attention_rollout, joint_attention
-from mmjax.models.image import select_tokens
 
 
 @dataclasses.dataclass
@@ -30,6 +29,8 @@ class VQAAttention:
         [B, Q, H, N] (a layer's own weights, no rollout).
       relevance: rollout relevance of each image token for the answer, [B, Q, N].
       grid: (rows, columns) of the image-token grid (N = rows * columns, row-major).
+      cells: bool [B, rows * columns], which grid cells are image tokens (all of them unless
+        the stem keeps only some patches).
 
     For a patch stem that keeps only some patches (`keep_tokens`), `layers` and `rollout` are
     over the kept tokens, while `answer_to_image` and `relevance` are placed back on the whole
@@ -42,6 +43,7 @@ class VQAAttention:
     answer_to_image: list[np.ndarray]
     relevance: np.ndarray
     grid: tuple[int, int]
+    cells: np.ndarray | None = None
 
 
 def unstack_scanned_params(params, depth: int):
@@ -106,16 +108,10 @@ def vqa_attention(model, params, images, questions, residual: float = 0.5) -> VQ
         np.einsum("bql,bqhlt->bqht", rows, layer[..., num_image:, :num_image]) for layer in layers
     ]
     relevance = answer_relevance(rollout, num_image, rows)
-    if model.stem == "patch" and model.keep_tokens:
-        grid = tuple(s // model.patch_size for s in np.shape(images)[1:3])
-        kept = np.asarray(
-            select_tokens(images, model.patch_size, model.keep_tokens, model.token_selector)
-        )
-        per_layer = [_on_grid(x, kept[:, None, None], grid) for x in per_layer]
-        relevance = _on_grid(relevance, kept[:, None], grid)
-    else:
-        side = math.isqrt(num_image)
-        grid = (side, num_image // side) if side * side == num_image else (1, num_image)
+    grid, kept = token_grid(model, images, num_image)
+    if kept is not None:
+        per_layer = [on_grid(x, kept[:, None, None], grid) for x in per_layer]
+        relevance = on_grid(relevance, kept[:, None], grid)
     return VQAAttention(
         logits=np.asarray(logits),
         layers=layers,
@@ -123,11 +119,5 @@ def vqa_attention(model, params, images, questions, residual: float = 0.5) -> VQ
         answer_to_image=per_layer,
         relevance=relevance,
         grid=grid,
+        cells=token_cells(kept, grid, batch),
     )
-
-
-def _on_grid(values: np.ndarray, kept: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """Values [..., K] of the kept tokens, at indices `kept`, on the grid: [..., rows * cols]."""
-    full = np.zeros((*values.shape[:-1], grid[0] * grid[1]), values.dtype)
-    np.put_along_axis(full, np.broadcast_to(kept, values.shape), values, axis=-1)
-    return full

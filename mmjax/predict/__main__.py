@@ -2,17 +2,19 @@ r"""Command line: ask a trained model about one image.
 
   python -m mmjax.predict --workdir=runs/vqa --image=scene.png \
       --question="what is the shape of the red object?" [--attention_out=attention.png]
-  python -m mmjax.predict --workdir=runs/caption --image=scene.png
+  python -m mmjax.predict --workdir=runs/caption --image=scene.png [--attention_out=words.png]
   python -m mmjax.predict --workdir=runs/retrieval --image=scene.png \
-      --caption="a red square on the left ..." --caption="..."
+      --caption="a red square on the left ..." --caption="..." [--attention_out=tokens.png]
   python -m mmjax.predict --workdir=runs/autoencoder --image=scene.png \
-      --output=reconstruction.png [--text="from left to right: ..."]
+      --output=reconstruction.png [--text="from left to right: ..."] [--figure_out=fig.png]
 
 What it does follows the run's task (config.task in the workdir): VQA prints the answer and
 its probability; captioning prints the caption and its log-probability; retrieval prints the
 captions most similar first, each after its cosine similarity; the autoencoder prints the
 text decoded from z (of the image, or of image and --text) and writes the decoded image to
---output. A bad input (unreadable image,
+--output. `--attention_out` writes the task's attention figure (`mmjax.predict.figures`) and
+its raw map as .npy beside it; `--figure_out` the autoencoder's input and reconstructions
+side by side with their texts. A bad input (unreadable image,
 wrong size, words outside the vocabulary) stops with one line `mmjax: input error: ...`, exit 2.
 """
 
@@ -29,7 +31,16 @@ flags.DEFINE_string("question", None, "VQA: the question, in words.")
 flags.DEFINE_multi_string("caption", [], "Retrieval: a candidate caption (repeat the flag).")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (default: the newest).")
 flags.DEFINE_string(
-    "attention_out", None, "VQA: write the attention rollout from the answer as a PNG overlay."
+    "attention_out",
+    None,
+    "VQA, captioning, retrieval: write the attention figure to this PNG and its raw map to "
+    "the same name with .npy.",
+)
+flags.DEFINE_bool(
+    "attention_per_head", False, "VQA: add a panel per fusion layer and head to --attention_out."
+)
+flags.DEFINE_string(
+    "figure_out", None, "Autoencoder: write the input and its reconstructions, with texts."
 )
 flags.DEFINE_string("text", None, "Autoencoder: a caption encoded with the image (joint z).")
 flags.DEFINE_string("output", None, "Autoencoder: write the reconstructed image to this PNG.")
@@ -37,7 +48,7 @@ FLAGS = flags.FLAGS
 
 
 def _vqa(predictor) -> None:
-    from mmjax.predict.images import save_image
+    from mmjax.predict import figures
     from mmjax.predict.predictor import closest_question
 
     if not FLAGS.question:
@@ -52,17 +63,25 @@ def _vqa(predictor) -> None:
             file=sys.stderr,
         )
     if FLAGS.attention_out:
-        from mmjax.interpret.overlay import overlay
+        drawn = figures.attention(
+            predictor, FLAGS.image, question=FLAGS.question, per_head=FLAGS.attention_per_head
+        )
+        _write(drawn, FLAGS.attention_out)
 
-        maps = predictor.attention(FLAGS.image, FLAGS.question)
-        heat = maps.relevance[0, 0].reshape(maps.grid)
-        save_image(FLAGS.attention_out, overlay(predictor.image(FLAGS.image), heat))
-        print(f"attention rollout written to {FLAGS.attention_out}", file=sys.stderr)
+
+def _write(drawn, path: str) -> None:
+    """Saves a drawn figure (and its raw map) and says where, on stderr."""
+    written = drawn.save(path)
+    print(f"{drawn.summary} written to {' and '.join(written)}", file=sys.stderr)
 
 
 def _captioning(predictor) -> None:
     caption = predictor.caption(FLAGS.image)
     print(f"{caption.text} (log-probability {caption.logprob:.3f})", flush=True)
+    if FLAGS.attention_out:
+        from mmjax.predict import figures
+
+        _write(figures.attention(predictor, FLAGS.image), FLAGS.attention_out)
 
 
 def _retrieval(predictor) -> None:
@@ -70,6 +89,12 @@ def _retrieval(predictor) -> None:
         raise _input_error("a retrieval run needs at least one --caption")
     for ranked in predictor.rank(FLAGS.image, FLAGS.caption):
         print(f"{ranked.similarity:+.3f}  {ranked.text}", flush=True)
+    if FLAGS.attention_out:
+        from mmjax.predict import figures
+
+        _write(
+            figures.attention(predictor, FLAGS.image, captions=FLAGS.caption), FLAGS.attention_out
+        )
 
 
 def _autoencoding(predictor) -> None:
@@ -80,6 +105,10 @@ def _autoencoding(predictor) -> None:
     if FLAGS.output:
         save_image(FLAGS.output, result.image)
         print(f"reconstruction written to {FLAGS.output}", file=sys.stderr)
+    if FLAGS.figure_out:
+        from mmjax.predict import figures
+
+        _write(figures.reconstructions(predictor, FLAGS.image, FLAGS.text), FLAGS.figure_out)
 
 
 def _input_error(message: str):
@@ -96,10 +125,10 @@ COMMANDS = {
 }
 # The task-specific flags each task reads; another task's flag is a mistake, not a no-op.
 TASK_FLAGS = {
-    "vqa": {"question", "attention_out"},
-    "captioning": set(),
-    "retrieval": {"caption"},
-    "autoencoding": {"text", "output"},
+    "vqa": {"question", "attention_out", "attention_per_head"},
+    "captioning": {"attention_out"},
+    "retrieval": {"caption", "attention_out"},
+    "autoencoding": {"text", "output", "figure_out"},
 }
 
 
@@ -129,6 +158,11 @@ def main(argv) -> None:
         if extra:
             raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")
         predictor.image(FLAGS.image)  # a bad file stops here, before anything compiles
+        for flag in ("attention_out", "figure_out"):
+            if FLAGS[flag].value:
+                from mmjax.predict.figures import check_output
+
+                check_output(FLAGS[flag].value, flag)
         command(predictor)
     except (InputError, ConfigError) as error:
         kind = "input" if isinstance(error, InputError) else "config"

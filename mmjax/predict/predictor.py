@@ -43,7 +43,8 @@ class Caption:
 class Reconstruction:
     """An autoencoder's image uint8 [S, S, 3] and text from one z, and z's source.
 
-    `source` is "from_image" (z of the image alone) or "joint" (of the image and a text).
+    `source` is "from_image" (z of the image alone), "from_text" (of a text alone) or "joint"
+    (of the image and a text).
     """
 
     image: np.ndarray
@@ -182,22 +183,53 @@ class Predictor:
         out = jax.device_get(self._predict(self.params, {"image": self.image(image)[None]}))
         return Caption(self.task.tokenizer.decode(out["tokens"][0]), float(out["logprob"][0]))
 
-    def rank(self, image, captions: list[str]) -> list[Ranked]:
-        """`captions` sorted by their similarity to `image`, most similar first."""
-        self._require("retrieval", "ranking captions")
+    def _encode_captions(self, captions: list[str]) -> np.ndarray:
+        """Candidate captions as the pipeline encodes them: int32 [T, L]."""
         if not captions:
             raise InputError("ranking needs at least one caption")
-        tokens = np.stack(
+        return np.stack(
             [
                 encode_text(self.task.tokenizer, c, self.task.max_len, f"caption {i + 1}")
                 for i, c in enumerate(captions)
             ]
         )
+
+    def rank(self, image, captions: list[str]) -> list[Ranked]:
+        """`captions` sorted by their similarity to `image`, most similar first."""
+        self._require("retrieval", "ranking captions")
+        tokens = self._encode_captions(captions)
         batch = {"image": self.image(image)[None], "captions": tokens[None]}
         out = jax.device_get(self._predict(self.params, batch))
         similarity = out["text_embedding"][0] @ out["image_embedding"][0]
         order = np.argsort(-similarity, kind="stable")
         return [Ranked(captions[i], float(similarity[i])) for i in order]
+
+    def relevance(self, image, captions: list[str]):
+        """How each image token bears on each caption's similarity (`RetrievalRelevance`).
+
+        Captions keep their given order; batch axis kept (B = 1). See
+        `mmjax.interpret.retrieval_relevance`.
+        """
+        from mmjax.interpret.retrieval_relevance import retrieval_relevance
+
+        self._require("retrieval", "caption relevance")
+        tokens = self._encode_captions(captions)
+        return retrieval_relevance(
+            self.task.model, self.params, self.image(image)[None], tokens[None]
+        )
+
+    def caption_attention(self, image):
+        """The decoder's cross-attention for each word of the caption of `image`.
+
+        Returns `CaptionAttention` (batch axis kept, B = 1) of the caption that `caption`
+        decodes (the run's config.decoding); see `mmjax.interpret.caption_attention`.
+        """
+        from mmjax.interpret.caption_attention import caption_attention
+
+        self._require("captioning", "caption attention")
+        pixels = self.image(image)[None]
+        out = jax.device_get(self._predict(self.params, {"image": pixels}))
+        return caption_attention(self.task.model, self.params, pixels, out["tokens"])
 
     def reconstruct(self, image, text: str | None = None) -> Reconstruction:
         """`image` (and `text`, if given) through a multimodal autoencoder and back.
@@ -206,8 +238,14 @@ class Predictor:
         ("joint", `text` encoded as the pipeline encodes captions). Returns the decoded image
         (uint8, clipped) and the greedy text decoded from the same z.
         """
+        return self.reconstructions(image, text)["joint" if text is not None else "from_image"]
+
+    def reconstructions(self, image, text: str | None = None) -> dict[str, Reconstruction]:
+        """The reconstructions from every source of z, by source.
+
+        "from_image" always; with `text` also "from_text" and "joint" (see `reconstruct`).
+        """
         self._require("autoencoding", "reconstruction")
-        source = "joint" if text is not None else "from_image"
         if text is None:
             # predict always reads a text; from_image never looks at it.
             tokens = np.zeros(self.task.max_len, np.int32)
@@ -216,8 +254,13 @@ class Predictor:
             tokens = encode_text(self.task.tokenizer, text, self.task.max_len, "the text")
         batch = {"image": self.image(image)[None], "text": tokens[None]}
         out = jax.device_get(self._predict(self.params, batch))
-        pixels = np.round(np.asarray(out[f"image_{source}"][0]) * 255).astype(np.uint8)
-        return Reconstruction(pixels, self.task.tokenizer.decode(out[f"text_{source}"][0]), source)
+        sources = ("from_image", "from_text", "joint") if text is not None else ("from_image",)
+        result = {}
+        for source in sources:
+            pixels = np.round(np.asarray(out[f"image_{source}"][0]) * 255).astype(np.uint8)
+            decoded = self.task.tokenizer.decode(out[f"text_{source}"][0])
+            result[source] = Reconstruction(pixels, decoded, source)
+        return result
 
 
 def load(workdir: str | os.PathLike, step: int | None = None) -> Predictor:
