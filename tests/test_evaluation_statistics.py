@@ -209,3 +209,21 @@ def test_caption_metrics_with_intervals_equal_the_corpus_scores():
         assert metrics[f"{name}.ci_low"] <= value + 1e-12 <= metrics[f"{name}.ci_high"] + 2e-12
     table = evaluator.last_examples
     assert table.scores["cider_d"].mean() == pytest.approx(expected["cider_d"])
+
+
+def test_gap_permutation_p_value_tells_a_planted_disparity_from_noise():
+    from mmjax.evaluators.disparity import permutation_p_value
+
+    rng = np.random.default_rng(0)
+    groups = np.asarray(["a", "b", "c", "d"])[rng.integers(0, 4, 2000)]
+    clusters = np.arange(2000) // 10
+    fair = (rng.uniform(size=2000) < 0.8).astype(float)
+    eligible = np.ones(4, bool)
+    # No disparity: the observed gap is typical of shuffled labels (the gap itself is not 0).
+    assert permutation_p_value(fair, groups, clusters, eligible, 500, 0) > 0.05
+    unfair = np.where(groups == "d", rng.uniform(size=2000) < 0.7, fair).astype(float)
+    assert permutation_p_value(unfair, groups, clusters, eligible, 500, 0) < 0.01
+    # An image-level attribute is shuffled between images, not questions.
+    image_groups = np.asarray(["x", "y"])[(clusters // 50) % 2]
+    p = permutation_p_value(fair, image_groups, clusters, np.ones(2, bool), 200, 0)
+    assert 0 < p <= 1

@@ -12,12 +12,14 @@ attribute a it reports
   s/a.gap               the best group's value minus the worst group's
   s/a.ratio             the worst group's value over the best group's (1: parity)
   count/a/<value>       the group's size (examples with a score)
+  s/a.gap_p             the permutation p-value of the gap (`permutation_p_value`)
 
-each with its interval when bootstrap_samples > 0 (images resampled; a gap's interval is
-wide when groups are small, and the gap itself is biased upwards by noise: compare it with
-its interval, not with 0). Groups smaller than `min_count` are reported but left out of the gap
-and ratio. Examples lacking the attribute form the group "(missing)". Group values add up to
-the overall metric, weighted by group size.
+each value with its interval when bootstrap_samples > 0 (images resampled). The gap of
+estimated group values is biased upwards (noise alone makes groups differ), so its interval
+excludes 0 even with no disparity: whether a disparity is real is what gap_p says, the share of
+`permutations` shufflings of the group labels whose gap is as large. Groups smaller than
+`min_count` are reported but left out of the gap and ratio. Examples lacking the attribute
+form the group "(missing)". Group values add up to the overall metric, weighted by group size.
 """
 
 from __future__ import annotations
@@ -40,6 +42,49 @@ def group_values(
     return np.asarray([weighted_mean(scores, weights, groups == name) for name in names])
 
 
+def permutation_p_value(
+    scores: np.ndarray,
+    groups: np.ndarray,
+    clusters: np.ndarray,
+    eligible: np.ndarray,
+    permutations: int,
+    seed: int,
+) -> float:
+    """The share of group-label permutations whose gap is at least the observed one.
+
+    The null hypothesis is that the metric does not depend on the group: the group labels are
+    shuffled among the examples, or among the images when every image has one value (an image
+    attribute), so that an image's questions or captions move together. Only the `eligible`
+    groups (by position among the sorted group values) enter the gap; a permutation that
+    leaves one of them empty counts as not exceeding. (1 + #{gap* >= gap}) / (1 + P).
+    """
+    keep = np.isfinite(scores)
+    scores, groups, clusters = scores[keep], groups[keep], clusters[keep]
+    names, codes = np.unique(groups, return_inverse=True)
+    use = np.asarray(eligible, bool) & (np.bincount(codes, minlength=len(names)) > 0)
+    if use.sum() < 2:
+        return float("nan")
+
+    def gap(labels: np.ndarray) -> float:
+        counts = np.bincount(labels, minlength=len(names))[use].astype(np.float64)
+        if np.any(counts == 0):
+            return float("-inf")
+        means = np.bincount(labels, weights=scores, minlength=len(names))[use] / counts
+        return float(means.max() - means.min())
+
+    observed = gap(codes)
+    _, image_index = np.unique(clusters, return_inverse=True)
+    per_image = np.zeros(image_index.max() + 1, np.int64)
+    per_image[image_index] = codes
+    image_level = np.array_equal(per_image[image_index], codes)
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for _ in range(permutations):
+        labels = rng.permutation(per_image)[image_index] if image_level else rng.permutation(codes)
+        exceed += gap(labels) >= observed - 1e-12
+    return (1 + exceed) / (1 + permutations)
+
+
 def gap_and_ratio(values: np.ndarray) -> tuple[float, float]:
     """(best - worst, worst / best) of the finite group values; NaN when there are none."""
     finite = values[np.isfinite(values)]
@@ -57,6 +102,7 @@ class DisparityEvaluator(ExampleEvaluator):
       attributes: the grouping attributes ("group/<attr>" in the batches).
       scores: the per-example scores to break down (default: all of the base's).
       min_count: the smallest group that takes part in the gap and the ratio.
+      permutations: label permutations behind gap_p (0: none).
       context: what the task offers evaluators (passed by `build_evaluator`).
     """
 
@@ -68,6 +114,7 @@ class DisparityEvaluator(ExampleEvaluator):
         attributes: Sequence[str],
         scores: Sequence[str] | None = None,
         min_count: int = 1,
+        permutations: int = 1000,
         context: dict | None = None,
         bootstrap_samples: int = 0,
         confidence: float = 0.95,
@@ -82,6 +129,7 @@ class DisparityEvaluator(ExampleEvaluator):
         self.attributes = tuple(attributes)
         self.scores = None if scores is None else tuple(scores)
         self.min_count = int(min_count)
+        self.permutations = int(permutations)
 
     def score(self, batches: Iterable) -> Scored:
         """The base's table and the statistic of every group's metric, gap and ratio."""
@@ -108,6 +156,15 @@ class DisparityEvaluator(ExampleEvaluator):
                     {f"count/{a}/{metric_name(v)}": float(c) for v, c in zip(levels[a], counts)}
                 )
                 eligible[s, a] = np.asarray(counts) >= self.min_count
+                if self.permutations > 0:
+                    constants[f"{s}/{a}.gap_p"] = permutation_p_value(
+                        table.scores[s],
+                        groups[a],
+                        table.clusters,
+                        eligible[s, a],
+                        self.permutations,
+                        self.intervals.seed,
+                    )
 
         def statistic(weights: np.ndarray) -> dict[str, float]:
             metrics = {}
