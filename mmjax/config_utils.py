@@ -70,8 +70,9 @@ def set_training_defaults(config: ml_collections.ConfigDict, steps: int, lr: flo
     """Set the training entries the configs share (a config overrides what it needs).
 
     AdamW (b2 0.98, weight decay 1e-4, clipping at 1.0) with warmup over a twentieth of the
-    steps (at most 200) and cosine decay to 1% of `lr`; data parallelism over every device, no
-    parameter sharding; logging about 30 times and checkpointing 5 times per run.
+    steps (at most 200) and cosine decay to 1% of `lr`, nothing frozen; no initial weights;
+    data parallelism over every device, no parameter sharding; logging about 30 times and
+    checkpointing 5 times per run.
     """
     config.microbatches = 1  # gradient accumulation: the batch is run in this many pieces
     config.total_steps = steps
@@ -84,7 +85,15 @@ def set_training_defaults(config: ml_collections.ConfigDict, steps: int, lr: flo
         b1=0.9,
         b2=0.98,
         clip_norm=1.0,
+        # Parameters whose path this regex matches (re.search on "stem/embedding/kernel"...)
+        # are not trained: no update, no optimizer state, no gradient. "" trains all.
+        frozen="",
     )
+    # Start from trained weights (mmjax.weights.init_from): path = a workdir, an .npz file or
+    # a Hugging Face save_pretrained directory; include/exclude are regexes over the new
+    # model's parameter paths; rename is ((regex, replacement), ...) over the source's paths;
+    # step picks a workdir's checkpoint (0: the newest). path="" starts from scratch.
+    config.init_from = dict(path="", include="", exclude="", rename=(), step=0)
     config.mesh = dict(data=-1, fsdp=1)  # -1: all the devices not used by other axes
     # Parameter and optimizer-state placement: (regex, rule) pairs, rule "replicate", "fsdp" or
     # a PartitionSpec tuple; fsdp=True shards the rest FSDP-style over all devices.

@@ -5,6 +5,7 @@ run here:
 
     experiment = Experiment.assemble(config, saved=None)   # dataset ready, task prepared
     experiment.check_model()                                # shapes, before anything is written
+                                                            # (and init_from, optim.frozen)
     mesh = experiment.mesh()
 
 A config's `imports` (a list of module names) are imported first, so that a project outside
@@ -14,6 +15,7 @@ mmjax registers its datasets, tasks and models before they are looked up.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -42,11 +44,16 @@ class Experiment:
       config: the run's config.
       dataset: its `Dataset`.
       task: its task, prepared (vocabularies loaded or built, model built).
+      resuming: whether it continues a workdir's run (then config.init_from is not read).
+      init_record: what config.init_from loads, once `check_model` has checked it (the
+        workdir's init_from.json), else None.
     """
 
     config: object
     dataset: Dataset
     task: object
+    resuming: bool = False
+    init_record: dict | None = None
 
     @classmethod
     def assemble(
@@ -66,7 +73,7 @@ class Experiment:
 
                 multihost_utils.sync_global_devices("dataset prepared")
         task.prepare(saved)
-        return cls(config, task.dataset, task)
+        return cls(config, task.dataset, task, resuming=saved is not None)
 
     def mesh(self) -> jax.sharding.Mesh:
         """The device mesh of `config.mesh`, the batch sizes checked against it."""
@@ -90,12 +97,38 @@ class Experiment:
         """
         batch = self.local_batch(1)
         try:
-            jax.eval_shape(self.task.init_params, jax.random.key(0), batch)
+            params = jax.eval_shape(self.task.init_params, jax.random.key(0), batch)
         except (ValueError, TypeError, AssertionError, IndexError, KeyError) as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ConfigError(
                 f"config.model does not fit the data: {type(error).__name__}: {message}"
             ) from None
+        self._check_weights(params)
+
+    def _check_weights(self, params) -> None:
+        """Checks optim.frozen and (for a new run) config.init_from against the model's params.
+
+        Raises ConfigError (WeightsError) naming the parameter or file at fault.
+        """
+        from mmjax.train.optimizer import frozen_mask
+        from mmjax.weights import init_from
+
+        frozen_mask(self.config.optim, params)
+        if init_from.is_set(self.config) and not self.resuming:
+            self.init_record = init_from.make_plan(self.config.init_from, params).record()
+
+    def save_init_record(self, workdir: Workdir) -> None:
+        """Writes where the run starts from (`init_record`) as the workdir's init_from.json."""
+        from mmjax.weights.init_from import RECORD_FILE
+
+        if self.init_record is None:
+            return
+
+        def save(path):
+            with open(path, "w") as f:
+                json.dump(self.init_record, f, indent=2)
+
+        workdir.write_atomic(RECORD_FILE, save)
 
     def save_vocabularies(self, workdir: Workdir) -> None:
         """Writes the task's tokenizer and answer files into `workdir`."""

@@ -82,6 +82,7 @@ def run(config, workdir: str) -> dict[str, float]:
     )
     workdir.write_config(config)
     experiment.save_vocabularies(workdir)
+    experiment.save_init_record(workdir)  # a run started from weights says from which
     metrics = train_and_evaluate(config, workdir, experiment.task)
     report = experiment.task.report(metrics)
     if jax.process_index() == 0 and report:

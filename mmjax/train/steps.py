@@ -1,7 +1,9 @@
 """The compiled functions of training: init, train step (with gradient accumulation), predict.
 
 `compile_steps` builds them for a task on a mesh, with the shardings of `config.sharding`; the
-trainer's loop and the benchmarks run the same functions.
+trainer's loop and the benchmarks run the same functions. A run with `config.init_from` starts
+from the parameters it names (`mmjax.weights.init_from`); one with `config.optim.frozen` does
+not train the parameters it matches (`mmjax.train.optimizer`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import optax
 
 from mmjax.models import partitioning
 from mmjax.train import sharding
-from mmjax.train.optimizer import learning_rate_schedule, make_optimizer
+from mmjax.train.optimizer import frozen_mask, learning_rate_schedule, make_optimizer
 from mmjax.train.state import TrainState
+from mmjax.weights import init_from, tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,8 @@ class CompiledSteps:
     Attributes:
       abstract_state: the TrainState as ShapeDtypeStructs carrying their shardings.
       state_sharding: the TrainState's pytree of NamedShardings.
-      init_state: () -> the TrainState at step 0 (jitted, placed by `state_sharding`).
+      init_state: () -> the TrainState at step 0 (jitted, placed by `state_sharding`), with
+        the parameters of `config.init_from` when it names any.
       train_step: jitted (state, global batch) -> (state, metrics); the state is donated.
       predict: jitted (params, global batch) -> the task's predictions.
     """
@@ -45,11 +49,13 @@ def compile_steps(config, task, mesh, init_batch) -> CompiledSteps:
     `init_batch` is a global batch shaped like the training batches (it fixes the parameter
     shapes). Nothing is compiled until a function is first called.
     """
-    optimizer = make_optimizer(config.optim, config.total_steps)
     rng = jax.random.key_data(jax.random.key(config.seed))
+    abstract_params = jax.eval_shape(task.init_params, jax.random.wrap_key_data(rng), init_batch)
+    optimizer = make_optimizer(config.optim, config.total_steps)
+    frozen = frozen_mask(config.optim, abstract_params)
 
-    def init_state(rng, batch):
-        return init_train_state(task, optimizer, rng, batch)
+    def init_state(rng, batch, loaded=None):
+        return init_train_state(task, optimizer, rng, batch, loaded)
 
     abstract = jax.eval_shape(init_state, rng, init_batch)
     replicated = sharding.replicated(mesh)
@@ -70,7 +76,9 @@ def compile_steps(config, task, mesh, init_batch) -> CompiledSteps:
 
         return traced
 
-    train_step = make_train_step(task, optimizer, schedule, config.get("microbatches", 1))
+    train_step = make_train_step(
+        task, optimizer, schedule, config.get("microbatches", 1), frozen=frozen
+    )
     train_step = jax.jit(
         traced_with_activation_sharding(train_step),
         in_shardings=(state_sharding, batch_spec),
@@ -82,14 +90,25 @@ def compile_steps(config, task, mesh, init_batch) -> CompiledSteps:
         in_shardings=(state_sharding.params, batch_spec),
         out_shardings=batch_spec,
     )
-    return CompiledSteps(
-        abstract, state_sharding, lambda: init(rng, init_batch), train_step, predict
-    )
+
+    def first_state():
+        if not init_from.is_set(config):
+            return init(rng, init_batch)
+        plan = init_from.make_plan(config.init_from, abstract.params)
+        return init(rng, init_batch, plan.loaded)
+
+    return CompiledSteps(abstract, state_sharding, first_state, train_step, predict)
 
 
-def init_train_state(task, optimizer, rng, batch) -> TrainState:
-    """The state at step 0: `task`'s initial parameters for `batch`, rng the raw key data."""
+def init_train_state(task, optimizer, rng, batch, loaded=None) -> TrainState:
+    """The state at step 0: `task`'s initial parameters for `batch`, rng the raw key data.
+
+    `loaded` ({parameter path: array}, from `config.init_from`) replaces those parameters
+    before the optimizer state is made from them.
+    """
     params = task.init_params(jax.random.wrap_key_data(rng), batch)
+    if loaded:
+        params = tree.replace(params, loaded)
     zero = jnp.zeros((), jnp.int32)
     return TrainState(zero, params, optimizer.init(params), rng, zero)
 
@@ -104,7 +123,7 @@ def state_bytes(abstract_state) -> tuple[int, int]:
     return per_device, total
 
 
-def make_train_step(task, optimizer, schedule, microbatches: int = 1):
+def make_train_step(task, optimizer, schedule, microbatches: int = 1, frozen=None):
     """The train step (state, batch) -> (state, metrics), to be jit-compiled.
 
     With `microbatches` > 1 the batch [B, ...] is split into that many micro-batches of
@@ -117,8 +136,24 @@ def make_train_step(task, optimizer, schedule, microbatches: int = 1):
     and optimizer state stay as they were, `state.skipped` counts it, and metrics["finite"] is
     False. So no NaN ever reaches the state, and no checkpoint can hold one; whether the run
     then stops or goes on is the loop's decision (`config.on_nonfinite`).
+
+    `frozen` (a pytree of bools like the params, `optimizer.frozen_mask`) marks parameters that
+    are not trained: the loss sees them through `stop_gradient` (no backward pass through a
+    frozen tower; their gradients are zeros) and they are kept as they were, not added to.
     """
-    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+    loss = task.loss
+    if frozen is not None:
+
+        def loss(params, batch, rng):
+            params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
+            return task.loss(params, batch, rng)
+
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
+
+    def apply_updates(params, updates):
+        if frozen is None:
+            return jax.tree.map(jnp.add, params, updates)
+        return jax.tree.map(lambda p, u, f: p if f else p + u, params, updates, frozen)
 
     def accumulated_grads(params, batch, rng):
         def split(x):
@@ -150,7 +185,7 @@ def make_train_step(task, optimizer, schedule, microbatches: int = 1):
         def if_finite(new, old):
             return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
-        params = if_finite(jax.tree.map(jnp.add, state.params, updates), state.params)
+        params = if_finite(apply_updates(state.params, updates), state.params)
         skipped = state.skipped + (~finite).astype(jnp.int32)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm, update_norm=update_norm)
         metrics.update(learning_rate=schedule(state.step), finite=finite, skipped_steps=skipped)
