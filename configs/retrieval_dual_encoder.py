@@ -41,6 +41,14 @@ from mmjax.config_utils import choose, parse_arg, set_training_defaults
 from mmjax.data.catalog import data_config, evals_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
 from mmjax.projects.sort_of_clevr.dataset import data_entries
+from mmjax.projects.sort_of_clevr.scenes import CELLS
+
+ZERO_SHOT_TEMPLATES = (
+    "a red square in the {}.",
+    "a red circle in the {}.",
+    "there is a red square at the {}.",
+    "there is a red circle at the {}.",
+)
 
 SIZES = {
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, embed=32, steps=20, batch=8),
@@ -120,5 +128,18 @@ def get_config(arg=None):
             split=config.evals.test.split,
             batch_size=50,
             every=0,
+        )
+        # Zero-shot: in which of the 3x3 cells is the red object? Never trained as a class:
+        # each cell's name in four caption-like prompts (both shapes), ensembled.
+        config.evals.zero_shot = dict(
+            type="zero_shot",
+            classes=CELLS,
+            templates=ZERO_SHOT_TEMPLATES,
+            label_key="object_cell",
+            label_index=0,  # red: annotations order the objects by colour
+            ks=(1, 3),
+            split=config.evals.validation.split,
+            batch_size=50,
+            every=config.evals.validation.every,
         )
     return config

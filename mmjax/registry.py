@@ -105,6 +105,7 @@ EVALUATORS.register("classification", "mmjax.evaluators.classification:Classific
 EVALUATORS.register("linear_probe", "mmjax.evaluators.reconstruction:LinearProbeEvaluator")
 EVALUATORS.register("reconstruction", "mmjax.evaluators.reconstruction:ReconstructionEvaluator")
 EVALUATORS.register("retrieval", "mmjax.evaluators.retrieval:RetrievalEvaluator")
+EVALUATORS.register("zero_shot", "mmjax.evaluators.zero_shot:ZeroShotEvaluator")
 EVALUATORS.register("vqa_accuracy", "mmjax.evaluators.vqa_accuracy:VQAAccuracyEvaluator")
 EVALUATORS.register("disparity", "mmjax.evaluators.disparity:DisparityEvaluator")
 EVALUATORS.register("counterfactual", "mmjax.evaluators.counterfactual:CounterfactualEvaluator")

@@ -30,6 +30,8 @@ meets every caption of the global batch; on one device the unsharded loss.
 
 Predictions: "image_embedding" [B, D], "text_embedding" [B, R, D] (every caption) and
 "text_mask" [B, R], for the "retrieval" evaluator (Recall@K both ways over the whole split).
+Examples also carry the dataset's annotations (`Dataset.annotations`), the labels the
+"zero_shot" evaluator scores; it embeds its class prompts with `embed_class_texts`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 from mmjax.config_utils import ConfigError
 from mmjax.data.datasets import as_text
 from mmjax.data.errors import DataError
+from mmjax.data.tokenizer import UNK
 from mmjax.data.vocabularies import load_or_build_tokenizer, tokenizer_kind
 from mmjax.evaluators.groups import GROUP_PREFIX, encode_values
 from mmjax.models import contrastive, partitioning
@@ -124,6 +127,35 @@ class RetrievalTask(Task):
         """The tokenizer, by workdir file name."""
         return {TOKENIZER_FILES[self.config.tokenizer.kind]: self.tokenizer}
 
+    @property
+    def evaluator_context(self) -> dict:
+        """The text embedder of the "zero_shot" evaluator."""
+        return {"text_embedder": self.embed_class_texts}
+
+    def embed_class_texts(self, params, texts, chunk: int = 256) -> np.ndarray:
+        """Unit-norm embeddings [N, D] float32 of `texts` (N strings) under `params`.
+
+        Texts are encoded as captions are (BOS ... EOS, padded to data.max_caption_len).
+        Raises ValueError naming a text with words the tokenizer does not know: a prompt that
+        silently became <unk> would stand for another class than the one it names.
+        """
+        rows = []
+        for text in texts:
+            if UNK in self.tokenizer.tokens_to_ids(text):
+                raise ValueError(f"zero_shot prompt {text!r} has words outside the vocabulary")
+            rows.append(self.tokenizer.encode(text, self.max_len))
+        if getattr(self, "_embed_texts", None) is None:
+            self._embed_texts = jax.jit(
+                lambda p, t: self.model.apply({"params": p}, t, method=DualEncoder.embed_texts)
+            )
+        tokens = np.stack(rows)
+        return np.concatenate(
+            [
+                np.asarray(self._embed_texts(params, tokens[i : i + chunk]))
+                for i in range(0, len(tokens), chunk)
+            ]
+        )
+
     def preprocess(self, record: dict) -> dict[str, np.ndarray]:
         """A decoded record with "image" and "captions" -> {"image", "captions" [R, L]}.
 
@@ -145,7 +177,7 @@ class RetrievalTask(Task):
                 captions[i] = self.tokenizer.encode(text, self.max_len)
         except ValueError as error:
             raise DataError(f"{where}: {error}") from None
-        example = {"image": image, "captions": captions}
+        example = {"image": image, "captions": captions, **self.dataset.annotations(record)}
         # The image's grouping attributes, for Recall@K per group (the disparity evaluator).
         for name, value in self.dataset.image_attributes(record).items():
             example[GROUP_PREFIX + name] = encode_values([value], where=where)[0]

@@ -158,6 +158,8 @@ def _evaluate(setups: dict, names, params, predict, mesh, writer, step: int) -> 
             for local in dataset
         )
         try:
+            if hasattr(evaluator, "use_params"):  # it embeds inputs of its own (zero_shot)
+                evaluator.use_params(params)
             scores = evaluator.evaluate(pairs)
         except Exception as error:  # noqa: BLE001 - any failure stops the run at this boundary
             raise EvaluationError(name, type(evaluator).__name__, step, error) from error

@@ -66,16 +66,23 @@ def known_questions() -> list[str]:
 def object_annotations(objects: dict, image_size: int) -> dict[str, np.ndarray]:
     """The scene's objects ordered by colour, for the scene-caption and probe evaluators.
 
-    "object_shape" int32 [6], "object_center" int32 [6, 2] (x, y), and "probe_labels" int32
-    [18]: the shape (0 square, 1 circle), whether on the left (x < S/2) and whether on top
-    (y < S/2) of the object of each colour.
+    "object_shape" int32 [6], "object_center" int32 [6, 2] (x, y), "object_cell" int32 [6]
+    (the 3x3-grid cell the captions name, an index into `scenes.CELLS`: the labels of the
+    zero-shot evaluation), and "probe_labels" int32 [18]: the shape (0 square, 1 circle),
+    whether on the left (x < S/2) and whether on top (y < S/2) of the object of each colour.
     """
     order = np.argsort(np.asarray(objects["color"]))
     shape = np.asarray(objects["shape"], np.int32)[order]
     center = np.asarray(objects["center"], np.int32)[order]
+    cell = np.array([scenes.cell_index(x, y, image_size) for x, y in center], np.int32)
     half = image_size / 2
     probe = np.concatenate([shape, center[:, 0] < half, center[:, 1] < half]).astype(np.int32)
-    return {"object_shape": shape, "object_center": center, "probe_labels": probe}
+    return {
+        "object_shape": shape,
+        "object_center": center,
+        "object_cell": cell,
+        "probe_labels": probe,
+    }
 
 
 ANSWER_TYPES = {"left": "yes/no", "top": "yes/no", "count": "number"}  # the others: "other"

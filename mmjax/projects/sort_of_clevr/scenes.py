@@ -159,6 +159,19 @@ def position_phrase(x: int, y: int, image_size: int = 75) -> str:
     return "center" if (row, col) == ("middle", "center") else f"{row} {col}"
 
 
+# The nine cells of the 3x3 grid as `position_phrase` names them, row-major.
+CELLS = tuple(
+    "center" if (row, col) == ("middle", "center") else f"{row} {col}"
+    for row in ("top", "middle", "bottom")
+    for col in ("left", "center", "right")
+)
+
+
+def cell_index(x: int, y: int, image_size: int = 75) -> int:
+    """The index into CELLS of the cell holding (x, y): the cell `position_phrase` names."""
+    return 3 * min(3 * y // image_size, 2) + min(3 * x // image_size, 2)
+
+
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
