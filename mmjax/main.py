@@ -69,21 +69,23 @@ def run(config, workdir: str) -> dict[str, float]:
 
     workdir = Workdir(workdir, writer=jax.process_index() == 0)
     setup_check.check_setup(config, workdir.path)  # packages, Java, a writable workdir
-    workdir.check_resumable(config)
-    # The batch sizes against the devices before the dataset is built: a run that cannot
-    # start leaves nothing behind.
-    check_batch_sizes(config, make_mesh(config))
-    resuming = bool(workdir.checkpoint_steps())
-    experiment = Experiment.assemble(config, saved=workdir if resuming else None)
-    experiment.check_model()
-    batch = experiment.local_batch(1)
-    setup_check.check_disk(
-        workdir.path, setup_check.checkpoint_bytes(config, experiment.task, batch)
-    )
-    workdir.write_config(config)
-    experiment.save_vocabularies(workdir)
-    experiment.save_init_record(workdir)  # a run started from weights says from which
-    metrics = train_and_evaluate(config, workdir, experiment.task)
+    # One run per workdir: a second one stops here naming the first (Workdir.lock).
+    with workdir.lock():
+        workdir.check_resumable(config)
+        # The batch sizes against the devices before the dataset is built: a run that cannot
+        # start leaves nothing behind.
+        check_batch_sizes(config, make_mesh(config))
+        resuming = bool(workdir.checkpoint_steps())
+        experiment = Experiment.assemble(config, saved=workdir if resuming else None)
+        experiment.check_model()
+        batch = experiment.local_batch(1)
+        setup_check.check_disk(
+            workdir.path, setup_check.checkpoint_bytes(config, experiment.task, batch)
+        )
+        workdir.write_config(config)
+        experiment.save_vocabularies(workdir)
+        experiment.save_init_record(workdir)  # a run started from weights says from which
+        metrics = train_and_evaluate(config, workdir, experiment.task)
     report = experiment.task.report(metrics)
     if jax.process_index() == 0 and report:
         print(report, flush=True)
@@ -112,8 +114,9 @@ def main(argv):
     del argv
     from mmjax.config_loader import load_config, validate_config
     from mmjax.setup_check import SetupError
-    from mmjax.train.checkpoints import CheckpointError
+    from mmjax.train.checkpoints import CheckpointError, quiet_failed_save_reports
     from mmjax.train.evaluation_error import EvaluationError
+    from mmjax.workdir import WorkdirError
 
     try:
         if not FLAGS.config or not FLAGS.workdir:
@@ -132,6 +135,7 @@ def main(argv):
         logging.getLogger().setLevel(logging.INFO)
         # orbax and TFDS log every save and dataset lookup through absl at INFO/WARNING.
         logging.getLogger("absl").setLevel(logging.ERROR)
+        quiet_failed_save_reports()  # a failed save is the one line printed below
         # orbax needs absolute paths; a relative --workdir is relative to the current directory.
         run(config, os.path.abspath(os.path.expanduser(FLAGS.workdir)))
     except ConfigError as error:
@@ -142,6 +146,9 @@ def main(argv):
         sys.exit(2)
     except SetupError as error:
         print(f"mmjax: setup error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except WorkdirError as error:  # in use by another run, or a file it did not write
+        print(f"mmjax: workdir error: {error}", file=sys.stderr)
         sys.exit(2)
     except EvaluationError as error:
         _report_evaluation_error(error, os.path.abspath(os.path.expanduser(FLAGS.workdir)))

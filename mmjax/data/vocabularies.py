@@ -46,7 +46,7 @@ def load_or_build_tokenizer(config, dataset, saved, field: str):
     """
     kind = tokenizer_kind(config)
     if saved is not None and os.path.exists(saved.file(TOKENIZER_FILES[kind])):
-        return load_tokenizer(saved.file(TOKENIZER_FILES[kind]))
+        return saved.load_file(TOKENIZER_FILES[kind], load_tokenizer)
     provided = dataset.provided_tokenizer(kind, field)
     if provided is not None:
         return provided
@@ -87,7 +87,7 @@ def load_or_build_answers(config, dataset, saved) -> AnswerVocabulary:
     normalised by data.answer_normalization ("basic" by default, or "vqa").
     """
     if saved is not None and os.path.exists(saved.file(ANSWERS_FILE)):
-        return AnswerVocabulary.load(saved.file(ANSWERS_FILE))
+        return saved.load_file(ANSWERS_FILE, AnswerVocabulary.load)
     limit = config.data.get("max_answers", 0)
     normalization = answer_normalization(config, dataset)
     provided = dataset.provided_answers()

@@ -51,6 +51,9 @@ def load_run(workdir: str | os.PathLike, step: int | None = None) -> LoadedRun:
     # model was trained with: ask for the saved one instead.
     if kind in TOKENIZER_FILES and not os.path.isfile(run_dir.file(TOKENIZER_FILES[kind])):
         raise InputError(f"{run_dir.path!r} has no {TOKENIZER_FILES[kind]}, the run's tokenizer")
-    experiment = Experiment.assemble(config, saved=run_dir, prepare_data=False)
+    try:
+        experiment = Experiment.assemble(config, saved=run_dir, prepare_data=False)
+    except WorkdirError as error:  # a tokenizer or answer file that is not the one saved
+        raise InputError(str(error)) from None
     step, params = restore_params(run_dir.checkpoints, step)
     return LoadedRun(run_dir.path, config, experiment.task, params, step)

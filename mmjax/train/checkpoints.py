@@ -6,6 +6,9 @@ process for its own shards) and `data/` (each process's grain iterator state as 
 directory and renames it when the save is complete, so an unfinished save never looks
 finished. A checkpoint that cannot be read back is moved aside to `unreadable_<step>/` (never
 deleted) and the next older one is used. Nothing is loaded with pickle.
+
+A save that fails (a full disk, a lost filesystem) is a CheckpointSaveError naming the step
+that failed and the newest finished one, which the failed save left untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import sys
 
 import grain
 import jax
@@ -24,6 +29,17 @@ from mmjax.config_utils import ConfigError
 
 class CheckpointError(RuntimeError):
     """No checkpoint of a workdir can be read."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written; the newest finished one is intact."""
+
+
+# TensorStore's wording of a full disk, a file over RLIMIT_FSIZE, a full quota (ENOSPC, EFBIG,
+# EDQUOT), and Python's.
+_DISK_FULL = re.compile(
+    r"os_error_code='(28|27|122)'|No space left|File too large|quota exceeded", re.IGNORECASE
+)
 
 
 class _IteratorState:
@@ -59,21 +75,57 @@ class Checkpointer:
                 "data": grain.checkpoint.CheckpointHandler(),
             },
         )
+        self._pending: int | None = None  # the step of the last save started
+        self._failed: CheckpointSaveError | None = None
 
     def save(self, step: int, state, data_state: dict, force: bool = False) -> None:
-        """Starts an asynchronous save of `state` and the iterator state at `step`."""
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=grain.checkpoint.CheckpointSave(_IteratorState(data_state)),
-            ),
-            force=force,
-        )
+        """Starts an asynchronous save of `state` and the iterator state at `step`.
+
+        Waits for the save before it first; CheckpointSaveError when that one or this one fails.
+        """
+        self.wait()
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    data=grain.checkpoint.CheckpointSave(_IteratorState(data_state)),
+                ),
+                force=force,
+            )
+        except Exception as error:  # noqa: BLE001 - any failure to write is a failed save
+            raise self._save_failed(step, error) from None
+        self._pending = step
 
     def wait(self) -> None:
-        """Blocks until pending saves are written."""
-        self.manager.wait_until_finished()
+        """Blocks until pending saves are written; CheckpointSaveError when one failed."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - raised here from the background save
+            raise self._save_failed(self._pending, error) from None
+
+    def _save_failed(self, step: int | None, error: Exception) -> CheckpointSaveError:
+        """The one-line CheckpointSaveError of the save of `step`, remembered for `close`."""
+        detail = f"{type(error).__name__}: " + (str(error).strip().splitlines() or [""])[0]
+        os_error = re.search(r"\[os_error_code='(\d+)'\]", str(error))
+        if os_error:  # TensorStore's paragraph of JSON specs ends with the OS error
+            code = int(os_error.group(1))
+            detail = f"{os.strerror(code)} [errno {code}]"
+        elif len(detail) > 300:
+            detail = f"{detail[:200]} ... {detail[-90:]}"
+        cause = "the disk is full: " if _DISK_FULL.search(str(error)) else ""
+        finished = finished_steps(self.directory)
+        kept = (
+            f"the checkpoint at step {finished[-1]} is intact and the same command resumes from it"
+            if finished
+            else "no checkpoint was finished yet, so the same command starts again from step 0"
+        )
+        self._failed = CheckpointSaveError(
+            f"{cause}saving the checkpoint of step {step} failed ({detail}); {kept}"
+        )
+        return self._failed
 
     def steps(self) -> list[int]:
         """The steps with a finished checkpoint, ascending."""
@@ -161,9 +213,16 @@ class Checkpointer:
         return target
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for pending saves and releases the manager; CheckpointSaveError if one failed.
+
+        After a failed save the manager is released without waiting again (orbax would raise
+        the same failure once more).
+        """
+        try:
+            self.wait()
+        finally:
+            if self._failed is None:
+                self.manager.close()
 
 
 def finished_steps(directory: str) -> list[int]:
@@ -233,3 +292,34 @@ def restore_params(directory: str, step: int | None = None):
         f"no checkpoint in {directory} could be read; the newest, step {errors[0][0]}, "
         f"failed with {errors[0][1]}"
     )
+
+
+def quiet_failed_save_reports() -> None:
+    """Keeps the report of a failed save to the one line `mmjax.main` prints, in this process.
+
+    A failed background save reaches the main thread as a CheckpointSaveError. Meanwhile orbax
+    logs it from each of its threads with a traceback (kept here as one line each), and
+    TensorStore's callbacks into orbax's event loop, closed by the failure, print
+    "RuntimeError: Event loop is closed" tracebacks (dropped here: they say nothing more).
+    """
+    logging.getLogger("absl").addFilter(_drop_orbax_tracebacks)
+    report = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not _is_closed_loop(value):
+            report(kind, value, traceback)
+
+    sys.excepthook = excepthook
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda info: None if _is_closed_loop(info.exc_value) else unraisable(info)
+
+
+def _drop_orbax_tracebacks(record: logging.LogRecord) -> bool:
+    """Logs orbax's records without their traceback (the main thread reports the error)."""
+    if record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname:
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
+def _is_closed_loop(error) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
