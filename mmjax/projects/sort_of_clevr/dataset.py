@@ -238,10 +238,14 @@ class SortOfClevr(Dataset):
         (x, y < S/2 is left, top); answer_type "yes/no" (left, top), "number" (count) or
         "other" (the shape questions), as VQAv2 names them.
         """
+        if "objects" not in record or "color" not in record.get("questions", {}):
+            return {}  # a record made by hand (tests, notebooks) without its scene
         return question_attributes(record["objects"], record["questions"], self.config.image_size)
 
     def image_attributes(self, record: dict) -> dict[str, str]:
         """How many of the scene's six objects are squares, as "squares" ("0" .. "6")."""
+        if "objects" not in record:
+            return {}
         return {"squares": str(int(np.sum(np.asarray(record["objects"]["shape"]) == 0)))}
 
     def counterfactual(self, record: dict, kind: str) -> dict:
