@@ -26,6 +26,7 @@ from mmjax.interpret.figures import (
     vqa_figure,
 )
 from mmjax.interpret.figures.heat import cells_to_pixels, upscale
+from mmjax.interpret.figures.reconstruction import words_differing
 from mmjax.interpret.retrieval_relevance import retrieval_relevance
 from mmjax.models import decoding
 from mmjax.models.captioner import Captioner, captioner_decoder
@@ -160,6 +161,10 @@ def test_reconstruction_figure_puts_input_and_each_source_side_by_side(tmp_path)
     assert lefts == sorted(lefts)
     assert canvas.axes["joint0"].get_title() == "from image + text (MSE 0.0000)"
     assert canvas.axes["from_text1"].get_title() == "from the text: no text given"
+    texts = " ".join(t.get_text().replace("\n", " ") for t in canvas.figure.texts)
+    assert "red circle (1 word wrong)" in texts and "red square (0 words wrong)" in texts
+    assert words_differing("from left to right : a , b", "From left to right: a, b") == 0
+    assert words_differing("a b c", "a x c d") == 2  # one word changed, one missing
 
 
 def test_heat_grid_draws_every_cell_on_one_scale(tmp_path):

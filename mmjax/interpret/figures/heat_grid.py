@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from mmjax.interpret.figures.canvas import FONT, LINE, Box, Canvas, lines, wrap
+from mmjax.interpret.figures.canvas import DPI, FONT, LINE, Box, Canvas, lines, wrap
 from mmjax.interpret.figures.heat import Scale, blend, colorbar, heat_pixels, panel_scale, upscale
 
 PAD, GAP, BAR, BAR_TEXT = 20, 14, 16, 78
@@ -55,10 +55,11 @@ def heat_grid_figure(
     titles = [[wrap(c.title, pw, FONT - 1) for c in r] for r in cells]
     title_h = [max(lines(t) for t in r) * (LINE - 1) + 4 for r in titles]
     left = PAD + (LINE * 2 if row_labels else 0)
-    head = (lines(title) * (LINE + 3) + 14) if title else 0
     width = left + columns * (pw + GAP) + 4 + BAR + BAR_TEXT
+    title = wrap(title or "", width - 2 * PAD, FONT + 2)
+    head = (lines(title) * (LINE + 3) + 14) if title else 0
     height = PAD + head + sum(h + ph + GAP for h in title_h) + PAD
-    canvas = Canvas(width, height, title=title)
+    canvas = Canvas(width, height, title=title or None)
     color_scale = Scale.of(np.concatenate([np.ravel(c.heat) for r in cells for c in r]), signed)
     top = PAD + head
     for r, row in enumerate(cells):
@@ -71,7 +72,12 @@ def heat_grid_figure(
             ax = canvas.image(f"cell{r}_{c}", box, pixels, size)
             ax.set_title(titles[r][c], fontsize=FONT - 1, pad=3)
             for x, y, style in cell.markers:
-                ax.plot(x, y, style, markersize=14, markerfacecolor="none", markeredgewidth=2)
+                # A ring 16 image pixels wide (wider than a small object), so the cells under
+                # it stay visible; markersize is in points.
+                size_pt = 16 * s * 72 / DPI
+                ax.plot(
+                    x, y, style, markersize=size_pt, markerfacecolor="none", markeredgewidth=1.5
+                )
         if row_labels:
             canvas.figure.text(
                 PAD / canvas.width,

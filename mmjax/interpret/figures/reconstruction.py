@@ -2,12 +2,14 @@
 
 One row per example: the input image and text, then the image and text decoded from z of the
 image alone, of the text alone and of both, each image upscaled (nearest neighbour) with its
-mean squared error against the input in the title and its decoded text under it.
+mean squared error against the input in the title and its decoded text under it, with how many
+words it differs from the input text by.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 import numpy as np
 
@@ -43,6 +45,19 @@ def mse(a, b) -> float:
     return float(np.mean((np.asarray(a, np.float64) / 255 - np.asarray(b, np.float64) / 255) ** 2))
 
 
+def words_differing(text: str, reference: str) -> int:
+    """How many words `text` and `reference` differ by, in a word-level diff.
+
+    The larger length minus the words the diff matches; case and spacing (also around
+    punctuation) are ignored.
+    """
+    from mmjax.data.tokenizer import split_words
+
+    a, b = split_words(text), split_words(reference)
+    matched = sum(block.size for block in difflib.SequenceMatcher(a=a, b=b).get_matching_blocks())
+    return max(len(a), len(b)) - matched
+
+
 def reconstruction_figure(examples: list[Example], scale: int | None = None) -> Canvas:
     """Rows of input | from image | from text | joint (the sources present), texts under each.
 
@@ -54,7 +69,13 @@ def reconstruction_figure(examples: list[Example], scale: int | None = None) -> 
     ph, pw = size[0] * s, size[1] * s
     rows = []
     for e in examples:
-        texts = [e.text or ""] + [e.reconstructions.get(k, (None, ""))[1] for k in sources]
+        texts = [e.text or ""]
+        for k in sources:
+            decoded = e.reconstructions.get(k, (None, ""))[1]
+            if e.text and k in e.reconstructions:
+                wrong = words_differing(decoded, e.text)
+                decoded += f" ({wrong} word{'' if wrong == 1 else 's'} wrong)"
+            texts.append(decoded)
         rows.append([wrap(t, pw, FONT - 1) for t in texts])
     text_h = [max(lines(t) for t in r) * (LINE - 1) for r in rows]
     width = PAD + (1 + len(sources)) * (pw + GAP) - GAP + PAD
