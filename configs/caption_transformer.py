@@ -15,7 +15,10 @@ Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 ke
 size's default), num_train=<int>, num_test=<int>, stem=patch|conv|resnet (default: patch on
 Sort-of-CLEVR, conv on the other datasets), tokenizer=word|sentencepiece,
 dataset=sort_of_clevr|coco_captions|custom, data_dir=<path> (the TFDS root, or a custom
-dataset's directory), image_size=<int>.
+dataset's directory), image_size=<int>, init=<path>: start the image encoder from trained
+weights, a Hugging Face save_pretrained directory (CLIPModel, ViTModel), a big_vision ViT .npz
+or another run's workdir (its image tower); model.* takes that tower's architecture and
+init_from loads its parameters (docs/weights.md).
 
 Other datasets: `dataset=coco_captions` reads the TFDS catalog dataset (prepared in ArrayRecord
 format under data_dir; evaluated on Karpathy's "val" split), `dataset=custom,data_dir=DIR` one
@@ -30,6 +33,7 @@ import ml_collections
 from mmjax.config_utils import choose, parse_arg, set_training_defaults
 from mmjax.data.catalog import data_config, evals_config
 from mmjax.projects.sort_of_clevr.dataset import data_entries
+from mmjax.weights import start_from
 
 SIZES = {
     "tiny": dict(width=32, enc=1, dec=1, heads=2, mlp=64, steps=20, batch=4, resnet="resnet_tiny"),
@@ -52,6 +56,7 @@ def get_config(arg=None):
         dataset="sort_of_clevr",
         data_dir="",
         image_size=75,
+        init="",
     )
     size = choose("size", arg.size, SIZES)
     steps = arg.steps or size["steps"]
@@ -111,6 +116,10 @@ def get_config(arg=None):
 
     config.batch_size = size["batch"]  # images per step, each with its 5 captions
     set_training_defaults(config, steps, lr=1e-3)
+    if arg.init:
+        start = start_from(arg.init, "captioner")
+        config.model.update(start["model"])
+        config.init_from.update(path=arg.init, include=start["include"], exclude=start["exclude"])
 
     # 95% bootstrap intervals over images for BLEU, ROUGE-L and CIDEr-D (docs/evaluation.md).
     evaluator = dict(

@@ -15,7 +15,11 @@ size's default), num_train=<int>, num_test=<int>, loss=softmax|sigmoid,
 dataset=sort_of_clevr|coco_captions|custom, data_dir=<path>, image_size=<int> (as in
 configs/caption_transformer.py: other datasets' images are resized and centre-cropped to
 image_size, the first 5 captions of each image are used, and evaluation is on coco_captions'
-"val" or a custom dataset's "validation" split).
+"val" or a custom dataset's "validation" split), init=<path>: start from trained weights, a
+Hugging Face save_pretrained directory (CLIPModel, with its tokenizer.json; ViTModel), a
+big_vision ViT .npz or another run's workdir; model.* takes their architecture, init_from loads
+them, and a CLIP's text tower reads its own tokenizer (docs/weights.md). With
+--config.total_steps=0 the run evaluates the weights as they are (zero-shot), training nothing.
 
 Results (default size: conv stem 16-32-64-64 to 25 tokens, width 64, one block per tower,
 mean pooling, 64-d embeddings, 147k parameters; batch 64, lr 2e-3, 1000 steps = 6.5 epochs;
@@ -42,6 +46,7 @@ from mmjax.data.catalog import data_config, evals_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
 from mmjax.projects.sort_of_clevr.dataset import data_entries
 from mmjax.projects.sort_of_clevr.scenes import CELLS
+from mmjax.weights import start_from
 
 ZERO_SHOT_TEMPLATES = (
     "a red square in the {}.",
@@ -68,6 +73,7 @@ def get_config(arg=None):
         dataset="sort_of_clevr",
         data_dir="",
         image_size=75,
+        init="",
     )
     size = choose("size", arg.size, SIZES)
     choose("loss", arg.loss, {"softmax": None, "sigmoid": None})
@@ -95,6 +101,11 @@ def get_config(arg=None):
     config.model = dict(
         stem="conv",
         patch_size=5,
+        # The patch stem's window and token selection (see configs/caption_transformer.py);
+        # set to those of another task's stem, a run here can start that task's model.
+        patch_kernel=0,
+        keep_tokens=0,
+        token_selector="",
         conv_channels=(16, 32, 64, 64),  # 75 -> 38 -> 19 -> 10 -> 5: 25 image tokens
         resnet="resnet_small",
         posemb="sincos2d",
@@ -114,6 +125,13 @@ def get_config(arg=None):
 
     config.batch_size = size["batch"]  # images per step, each with one of its captions
     set_training_defaults(config, steps, lr=2e-3)
+    if arg.init:
+        start = start_from(arg.init, "dual_encoder")
+        config.model.update(start["model"])
+        config.init_from.update(path=arg.init, include=start["include"], exclude=start["exclude"])
+        if start["tokenizer"]:
+            config.tokenizer = start["tokenizer"]
+            config.data.max_caption_len = start["max_caption_len"]
 
     # 95% bootstrap intervals over images of every Recall@K (docs/evaluation.md).
     evaluator = dict(type="retrieval", batch_size=50, ks=(1, 5, 10), bootstrap_samples=1000)

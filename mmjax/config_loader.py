@@ -82,18 +82,22 @@ def load_config(spec: str, overrides: list[str]) -> ml_collections.ConfigDict:
     return config
 
 
-_POSITIVE = ("batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints")
+_POSITIVE = ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks the keys the trainer needs and their ranges; raises ConfigError naming one."""
-    required = ("seed", "task", "data", "model", "optim", "mesh", "evals") + _POSITIVE
+    required = ("seed", "task", "data", "model", "optim", "mesh", "evals", "total_steps")
+    required += _POSITIVE
     for key in required:
         if key not in config:
             raise ConfigError(f"config has no {key!r}; every config needs {list(required)}")
     for key in _POSITIVE:
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError(f"config.{key}={config[key]!r} must be a positive integer")
+    # 0 steps: evaluate the initial parameters (those of config.init_from) without training.
+    if not isinstance(config.total_steps, int) or config.total_steps < 0:
+        raise ConfigError(f"config.total_steps={config.total_steps!r} must be an integer >= 0")
     if config.get("on_nonfinite", "stop") not in ("stop", "skip"):
         raise ConfigError(f"config.on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
     if config.optim.lr <= 0:

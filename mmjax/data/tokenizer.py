@@ -275,23 +275,37 @@ TOKENIZERS = {"word": WordTokenizer, "sentencepiece": SentencePieceTokenizer}
 
 
 def build_tokenizer(kind: str, texts: Iterable[str], **kwargs):
-    """Builds a "word" or "sentencepiece" tokenizer from `texts`.
+    """Builds a "word" or "sentencepiece" tokenizer from `texts`, or reads an "hf" one.
 
-    `kwargs` go to WordTokenizer.build or SentencePieceTokenizer.train.
+    `kwargs` go to WordTokenizer.build or SentencePieceTokenizer.train; kind "hf" (a trained
+    Hugging Face tokenizer, `mmjax.data.hf_tokenizer`) reads kwargs["path"] and no text.
     """
+    if kind == "hf":
+        from mmjax.data.hf_tokenizer import HFTokenizer
+
+        if "path" not in kwargs:
+            raise ValueError('tokenizer kind "hf" needs tokenizer.path (its tokenizer.json)')
+        return HFTokenizer.load(kwargs["path"])
     if kind == "word":
         return WordTokenizer.build(texts, **kwargs)
     if kind == "sentencepiece":
         return SentencePieceTokenizer.train(texts, **kwargs)
-    raise ValueError(f"tokenizer kind {kind!r} is not one of {sorted(TOKENIZERS)}")
+    raise ValueError(f"tokenizer kind {kind!r} is not one of {sorted(TOKENIZERS) + ['hf']}")
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """Loads a tokenizer saved by either kind, telling them apart by content (JSON or not)."""
+    """Loads a tokenizer saved by any kind, telling them apart by content.
+
+    JSON: a Hugging Face tokenizer.json ("hf") or a word vocabulary; else SentencePiece.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"no tokenizer file at {os.fspath(path)}")
     with open(path, "rb") as f:
         head = f.read(64).lstrip()
     if head.startswith(b"{"):
+        from mmjax.data.hf_tokenizer import HFTokenizer, is_hf_tokenizer_json
+
+        if is_hf_tokenizer_json(head):
+            return HFTokenizer.load(path)
         return WordTokenizer.load(path)
     return SentencePieceTokenizer.load(path)

@@ -126,6 +126,11 @@ class DualEncoder(nn.Module):
       text_pool: "mean" (over the real tokens), "first" (the BOS position) or "map".
       stem: "patch", "conv" or "resnet" (see `image_stem`).
       patch_size: patch size of the "patch" stem.
+      patch_kernel: window of the "patch" stem's embedding, centred on each patch (0: the
+        patch itself; see `PatchStem.kernel_size`).
+      keep_tokens: the "patch" stem keeps only this many tokens per image, those that
+        `token_selector` picks (0 keeps all; see `PatchStem`).
+      token_selector: a registered token selector (`mmjax.registry.TOKEN_SELECTORS`).
       conv_channels: channels of the "conv" stem.
       resnet: ResNet variant of the "resnet" stem.
       posemb: image position embeddings, "learn" or "sincos2d".
@@ -166,6 +171,9 @@ class DualEncoder(nn.Module):
     text_pool: str = "mean"
     stem: str = "conv"
     patch_size: int = 5
+    patch_kernel: int = 0
+    keep_tokens: int = 0
+    token_selector: str = ""
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
     posemb: str = "learn"
@@ -209,6 +217,9 @@ class DualEncoder(nn.Module):
             self.stem,
             self.width,
             patch_size=self.patch_size,
+            patch_kernel=self.patch_kernel,
+            keep_tokens=self.keep_tokens,
+            token_selector=self.token_selector,
             conv_channels=self.conv_channels,
             resnet=self.resnet,
             posemb=self.posemb,

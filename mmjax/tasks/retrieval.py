@@ -141,7 +141,7 @@ class RetrievalTask(Task):
         """
         rows = []
         for text in texts:
-            if UNK in self.tokenizer.tokens_to_ids(text):
+            if getattr(self.tokenizer, "unk_id", UNK) in self.tokenizer.tokens_to_ids(text):
                 raise ValueError(f"zero_shot prompt {text!r} has words outside the vocabulary")
             rows.append(self.tokenizer.encode(text, self.max_len))
         if getattr(self, "_embed_texts", None) is None:

@@ -145,6 +145,9 @@ def architecture(params: dict[str, np.ndarray]) -> dict:
         stem="patch",
         patch_size=int(kernel.shape[0]),
         posemb="learn",
+        patch_kernel=0,  # every patch, embedded from itself alone
+        keep_tokens=0,
+        token_selector="",
         class_token="no_posemb" if "stem/cls" in params else "none",
         patch_bias="stem/embedding/bias" in params,
         width=int(kernel.shape[-1]),

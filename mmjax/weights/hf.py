@@ -19,6 +19,7 @@ from mmjax.weights.errors import WeightsError
 from mmjax.weights.imported import Imported
 
 IMPORTERS = {"clip": hf_clip.convert, "vit": hf_vit.convert}
+ARCHITECTURES = {"clip": hf_clip.architecture, "vit": hf_vit.architecture}
 
 
 def is_hf_directory(path: str) -> bool:
@@ -76,9 +77,8 @@ def read_state(directory: str) -> dict[str, np.ndarray]:
     return state
 
 
-def load(directory: str) -> Imported:
-    """The model saved in `directory` by `save_pretrained`, converted to mmjax's layout."""
-    directory = os.path.abspath(os.path.expanduser(directory))
+def _configs(directory: str) -> tuple[str, dict, dict | None]:
+    """(model_type, config.json, preprocessor_config.json or None) of a directory."""
     config = _read_json(os.path.join(directory, "config.json"))
     kind = config.get("model_type")
     if kind not in IMPORTERS:
@@ -87,6 +87,32 @@ def load(directory: str) -> Imported:
         )
     preprocessor_path = os.path.join(directory, "preprocessor_config.json")
     preprocessor = _read_json(preprocessor_path) if os.path.isfile(preprocessor_path) else None
+    return kind, config, preprocessor
+
+
+def architecture(directory: str) -> dict:
+    """The DualEncoder config.model entries of the model in `directory`, from its configs only.
+
+    (Reads no weights: for config files, which run before anything is loaded.)
+    """
+    directory = os.path.abspath(os.path.expanduser(directory))
+    kind, config, preprocessor = _configs(directory)
+    try:
+        return ARCHITECTURES[kind](config, preprocessor)
+    except (KeyError, ValueError) as error:
+        raise WeightsError(f"{directory}: config.json: {error}") from None
+
+
+def text_max_len(directory: str) -> int:
+    """The longest text (position embeddings) of the text tower saved in `directory`."""
+    config = _configs(os.path.abspath(os.path.expanduser(directory)))[1]
+    return int(config["text_config"]["max_position_embeddings"])
+
+
+def load(directory: str) -> Imported:
+    """The model saved in `directory` by `save_pretrained`, converted to mmjax's layout."""
+    directory = os.path.abspath(os.path.expanduser(directory))
+    kind, config, preprocessor = _configs(directory)
     try:
         imported = IMPORTERS[kind](read_state(directory), config, preprocessor)
     except KeyError as error:

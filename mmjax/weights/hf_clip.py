@@ -86,24 +86,40 @@ def convert(state: dict[str, np.ndarray], config: dict, preprocessor: dict | Non
         "text_projection/kernel": torch_layout.dense_kernel(state["text_projection.weight"]),
         "log_logit_scale": np.asarray(state["logit_scale"]).reshape(()),
     }
-    eos = text.get("eos_token_id", 49407)
+    arch = architecture(config, preprocessor)
     scale = float(np.exp(np.asarray(state["logit_scale"])))
+    # CLIP does not clip its scale when it computes logits (OpenAI's training clamps it at
+    # 100); mmjax clips at max_logit_scale, so a larger one is kept whole.
+    arch["max_logit_scale"] = max(arch["max_logit_scale"], float(np.ceil(scale)))
+    return Imported(params, arch, state.unread(), "Hugging Face CLIPModel", inputs(config))
+
+
+def architecture(config: dict, preprocessor: dict | None = None) -> dict:
+    """The DualEncoder config.model entries of a CLIPModel's config.json (and preprocessor)."""
+    text, vision = config["text_config"], config["vision_config"]
+    for key, default in (("hidden_act", "quick_gelu"), ("layer_norm_eps", 1e-5)):
+        if text.get(key, default) != vision.get(key, default):
+            raise ValueError(f"the text and vision towers differ in {key}; mmjax has one")
+    eos = text.get("eos_token_id", 49407)
     preprocessor = preprocessor or {}
-    architecture = dict(
+    return dict(
         stem="patch",
         patch_size=vision["patch_size"],
         posemb="learn",
+        patch_kernel=0,  # every patch, embedded from itself alone
+        keep_tokens=0,
+        token_selector="",
         class_token="with_posemb",
         patch_bias=False,
         image_input_norm=True,
         image_pool="cls",
         width=vision["hidden_size"],
         image_depth=vision["num_hidden_layers"],
-        num_heads=vh,
+        num_heads=vision["num_attention_heads"],
         mlp_dim=vision["intermediate_size"],
         text_width=text["hidden_size"],
         text_depth=text["num_hidden_layers"],
-        text_num_heads=th,
+        text_num_heads=text["num_attention_heads"],
         text_mlp_dim=text["intermediate_size"],
         text_causal=True,
         text_pool="eos",
@@ -115,16 +131,16 @@ def convert(state: dict[str, np.ndarray], config: dict, preprocessor: dict | Non
         projection_bias=False,
         image_mean=tuple(preprocessor.get("image_mean", CLIP_MEAN)),
         image_std=tuple(preprocessor.get("image_std", CLIP_STD)),
-        # CLIP does not clip its scale when it computes logits; mmjax clips at this.
-        max_logit_scale=max(100.0, float(np.ceil(scale))),
+        max_logit_scale=100.0,
     )
-    for key, default in (("hidden_act", "quick_gelu"), ("layer_norm_eps", 1e-5)):
-        if text.get(key, default) != vision.get(key, default):
-            raise ValueError(f"the text and vision towers differ in {key}; mmjax has one")
-    inputs = dict(
+
+
+def inputs(config: dict) -> dict:
+    """What a CLIPModel was trained on: image_size, bos_id, eos_id, max_len (texts)."""
+    text, vision = config["text_config"], config["vision_config"]
+    return dict(
         bos_id=text.get("bos_token_id"),
-        eos_id=eos,
+        eos_id=text.get("eos_token_id", 49407),
         max_len=text["max_position_embeddings"],
         image_size=vision["image_size"],
     )
-    return Imported(params, architecture, state.unread(), "Hugging Face CLIPModel", inputs)

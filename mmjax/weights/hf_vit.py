@@ -84,22 +84,31 @@ def convert(state: dict[str, np.ndarray], config: dict, preprocessor: dict | Non
             block = torch_layout.encoder_block(f"{prefix}{i}.", names, state, heads)
             params.update({f"image_encoder/block_{i}/{k}": v for k, v in block.items()})
             depth = max(depth, i + 1)
+    arch = architecture(config, preprocessor)
+    arch["image_depth"] = depth
+    inputs = dict(image_size=config.get("image_size"))
+    return Imported(params, arch, state.unread(), "Hugging Face ViTModel", inputs)
+
+
+def architecture(config: dict, preprocessor: dict | None = None) -> dict:
+    """The image-tower config.model entries (DualEncoder's names) of a ViTModel's config.json."""
     preprocessor = preprocessor or {}
     patch = config["patch_size"]
-    architecture = dict(
+    return dict(
         stem="patch",
         patch_size=patch if isinstance(patch, int) else patch[0],
         posemb="learn",
+        patch_kernel=0,  # every patch, embedded from itself alone
+        keep_tokens=0,
+        token_selector="",
         class_token="with_posemb",
         patch_bias=True,
         width=config["hidden_size"],
-        image_depth=depth,
-        num_heads=heads,
+        image_depth=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"],
         mlp_dim=config["intermediate_size"],
         activation=torch_layout.activation(config.get("hidden_act", "gelu")),
         layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
         image_mean=tuple(preprocessor.get("image_mean", (0.5, 0.5, 0.5))),
         image_std=tuple(preprocessor.get("image_std", (0.5, 0.5, 0.5))),
     )
-    inputs = dict(image_size=config.get("image_size"))
-    return Imported(params, architecture, state.unread(), "Hugging Face ViTModel", inputs)
