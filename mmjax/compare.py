@@ -55,8 +55,9 @@ def _split_of(workdir: str, name: str):
         return None
     with open(path) as f:
         config = json.load(f)
-    data = config.get("data", {})
-    data = {k: v for k, v in data.items() if k not in ("data_dir", "num_threads", "cache_mb")}
+    # What decides the evaluated examples (not training-only keys such as shuffle_seed).
+    keys = ("name", "dataset_seed", "num_validation", "num_test", "image_size", "resize")
+    data = {k: v for k, v in config.get("data", {}).items() if k in keys}
     return config.get("evals", {}).get(name, {}).get("split"), data
 
 

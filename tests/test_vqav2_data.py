@@ -132,7 +132,7 @@ def test_sort_of_clevr_keeps_hard_targets_and_swaps_colours():
     assert groups["color"] == [scenes.COLOR_NAMES[c] for c in new["color"]]
 
 
-@pytest.mark.slow  # about 60 s: trains the tiny VQA model on VQAv2-style data and compares
+@pytest.mark.slow  # 156 s on the shared 2-core CPU: two tiny VQAv2-style runs, then compare
 def test_a_vqav2_style_run_reports_vqa_accuracy_per_type_and_compares(vqav2_folder, tmp_path):
     output, _ = vqav2_folder
     runs = []
