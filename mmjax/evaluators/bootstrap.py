@@ -62,9 +62,11 @@ def resample_weights(
     """Yields example weights float [b, N], b <= chunk, `samples` rows in all.
 
     Row r gives each example the number of times its cluster was drawn in resample r (C
-    draws with replacement out of the C clusters).
+    draws with replacement out of the C clusters). Chunks are smaller for large N, so that one
+    holds at most 2^24 weights (128 MiB).
     """
     index, count = dense_clusters(clusters)
+    chunk = max(1, min(chunk, 2**24 // max(len(index), 1)))
     rng = np.random.default_rng(seed)
     done = 0
     while done < samples:
