@@ -46,6 +46,14 @@ def _saved(canvas, path):
         return np.asarray(image.convert("RGB"))
 
 
+def _inside(canvas):
+    """Every panel lies within the figure."""
+    for name, box in canvas.boxes.items():
+        assert box.left >= 0 and box.top >= 0, name
+        assert box.left + box.width <= canvas.width, name
+        assert box.top + box.height <= canvas.height, name
+
+
 def _luminance(pixels):
     return pixels.astype(np.float64) @ [0.299, 0.587, 0.114]
 
@@ -103,6 +111,11 @@ def test_vqa_figure_shows_the_upscaled_scene_and_the_map_maximum_brightest(tmp_p
     without = vqa_figure(image, _Maps(relevance, heads), "is it?", "yes", 0.93)
     assert not any(name.startswith("layer") for name in without.boxes)
     assert without.height < canvas.height
+    many = [np.random.default_rng(i).dirichlet(np.ones(25), size=12) for i in range(2)]
+    wide = vqa_figure(image, _Maps(relevance, many), "is it?", "yes", 0.93, per_head=True)
+    assert "layer1_head11" in wide.boxes and wide.width > canvas.width
+    for figure in (canvas, without, wide):
+        _inside(figure)
 
 
 def test_caption_figure_has_a_panel_per_word_titled_with_it(tmp_path):
@@ -113,6 +126,7 @@ def test_caption_figure_has_a_panel_per_word_titled_with_it(tmp_path):
     maps[4, 7] = 1.0  # "the" looks at cell (2, 1) only
     canvas = caption_figure(image, words, maps, (3, 3), columns=4)
     pixels = _saved(canvas, tmp_path / "caption.png")
+    _inside(canvas)
     box = canvas.boxes["image"]
     np.testing.assert_array_equal(box.crop(pixels), upscale(image, box.height // 15))
     for i, word in enumerate(words):
@@ -130,6 +144,7 @@ def test_retrieval_figure_ranks_captions_and_marks_the_largest_share_reddest(tmp
     similarity = np.array([0.1, 0.5, -0.2])
     canvas = retrieval_figure(image, ["one", "two", "three"], similarity, shares, (3, 3))
     pixels = _saved(canvas, tmp_path / "retrieval.png")
+    _inside(canvas)
     order = sorted(["caption0", "caption1", "caption2"], key=lambda n: canvas.boxes[n].left)
     assert order == ["caption1", "caption0", "caption2"]  # most similar first
     assert canvas.axes["caption1"].get_title() == "#1: similarity +0.500"
@@ -154,6 +169,7 @@ def test_reconstruction_figure_puts_input_and_each_source_side_by_side(tmp_path)
     ]
     canvas = reconstruction_figure(rows)
     pixels = _saved(canvas, tmp_path / "reconstruction.png")
+    _inside(canvas)
     s = canvas.boxes["input0"].height // 15
     np.testing.assert_array_equal(canvas.boxes["input0"].crop(pixels), upscale(image, s))
     np.testing.assert_array_equal(canvas.boxes["from_text0"].crop(pixels), upscale(decoded, s))
@@ -177,6 +193,7 @@ def test_heat_grid_draws_every_cell_on_one_scale(tmp_path):
     ]
     canvas = heat_grid_figure(cells, "weight", title="a grid", row_labels=["a", "b"])
     pixels = _saved(canvas, tmp_path / "grid.png")
+    _inside(canvas)
     assert {f"cell{r}_{c}" for r in range(2) for c in range(3)} <= set(canvas.boxes)
     centre = [
         _cell_means(canvas.boxes[f"cell{r}_0"].crop(pixels), (3, 3), _luminance)[1, 1]

@@ -15,6 +15,7 @@ from mmjax.interpret.figures.canvas import FONT, LINE, Box, Canvas, lines, wrap
 from mmjax.interpret.figures.heat import Scale, blend, colorbar, heat_pixels, panel_scale, upscale
 
 PAD, GAP, BAR, BAR_TEXT = 20, 24, 16, 78
+HEAD_LABEL, HEAD_GAP = 64, 12  # the per-head rows' label column and gap between panels
 
 
 def _title(question: str, answer: str, probability: float, share: float, width: int) -> str:
@@ -70,11 +71,14 @@ def vqa_figure(
     relevance = np.asarray(maps.relevance[b, q], np.float64)
     s = panel_scale(max(image.shape[:2]))
     ph, pw = image.shape[0] * s, image.shape[1] * s
-    width = PAD + 3 * pw + 2 * GAP + 14 + BAR + BAR_TEXT + PAD
-    title = _title(question, answer, probability, relevance.sum(), width)
-    top = 14 + lines(title) * (LINE + 3) + 10 + LINE
     heads = [np.asarray(layer[b, q], np.float64) for layer in maps.answer_to_image]
     small = max(2, s // 2)
+    width = PAD + 3 * pw + 2 * GAP + 14 + BAR + BAR_TEXT + PAD
+    if per_head:  # many heads widen the figure
+        head_panels = len(heads[0]) * (image.shape[1] * small + HEAD_GAP)
+        width = max(width, PAD + HEAD_LABEL + head_panels + 4 + BAR + BAR_TEXT + PAD)
+    title = _title(question, answer, probability, relevance.sum(), width)
+    top = 14 + lines(title) * (LINE + 3) + 10 + LINE
     head_height = (len(heads) * (image.shape[0] * small + LINE + 8) + LINE + 20) if per_head else 0
     canvas = Canvas(width, top + ph + PAD + head_height, title=title)
     scale = Scale.of(relevance)
@@ -97,12 +101,12 @@ def _head_rows(canvas: Canvas, image, heads: list[np.ndarray], grid, top: int, s
         "attention of the answer's token to the image tokens, "
         "per layer and head (the title: the head's total weight on the image)",
     )
-    label = 64
+    label = HEAD_LABEL
     for layer, weights in enumerate(heads):
         row_top = top + LINE + layer * (ph + LINE + 8)
         canvas.text(PAD, row_top + ph // 2, f"layer {layer}", size=FONT)
         for head, w in enumerate(weights):
-            box = Box(row_top, PAD + label + head * (pw + 12), ph, pw)
+            box = Box(row_top, PAD + label + head * (pw + HEAD_GAP), ph, pw)
             pixels = blend(up, heat_pixels(w, grid, size, s), scale)
             canvas.image(
                 f"layer{layer}_head{head}",
@@ -111,6 +115,6 @@ def _head_rows(canvas: Canvas, image, heads: list[np.ndarray], grid, top: int, s
                 extent_size=size,
                 title=f"head {head}: {w.sum():.2f}",
             )
-    right = PAD + label + len(heads[0]) * (pw + 12) + 4
+    right = PAD + label + len(heads[0]) * (pw + HEAD_GAP) + 4
     bar = Box(top + LINE, right, len(heads) * (ph + LINE + 8) - LINE - 8, BAR)
     colorbar(canvas, "head_colorbar", bar, scale, "attention weight")
