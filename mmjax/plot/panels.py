@@ -96,7 +96,7 @@ def _log_axis(ax) -> None:
     """Makes `ax`'s y axis logarithmic, labelled in plain numbers (0.2, not 2 x 10^-1).
 
     Over less than 2.5 decades the minor ticks at 2 and 5 times a power of ten are labelled
-    too (else the axis may show one label or none).
+    too, under one decade all of them (else the axis may show one label or none).
     """
     import math
 
@@ -105,10 +105,12 @@ def _log_axis(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
+    low, high = ax.get_ylim()
+    shown = range(1, 10) if high / low < 10 else (2, 5)
+
     def minor(value, _):
         mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
-        return f"{value:g}" if mantissa in (2, 5) else ""
+        return f"{value:g}" if mantissa in shown else ""
 
-    low, high = ax.get_ylim()
     ax.yaxis.set_minor_formatter(FuncFormatter(minor) if high / low < 10**2.5 else NullFormatter())
     ax.tick_params(axis="y", which="minor", labelsize=8)
