@@ -36,6 +36,17 @@ setup(
         # python -m experiments.benchmark: Hugging Face ViLT (PyTorch, CPU) as the comparison;
         # tested with torch 2.14.1 and transformers 5.24.0.
         "bench": ["torch>=2.14,<3", "transformers>=5.24,<6"],
+        # Importing Hugging Face weights (mmjax.weights): safetensors reads save_pretrained
+        # directories and tokenizers their tokenizer.json; torch and transformers build the
+        # reference models of tests/test_weights_hf.py. Tested with torch 2.14.1, transformers
+        # 5.25.0, safetensors 0.8.0, tokenizers 0.23.3. PyPI's torch wheel brings its CUDA
+        # libraries: a fresh venv of these four took 6.5 minutes and 5.5 GB here.
+        "convert": [
+            "torch>=2.14,<3",
+            "transformers>=5.24,<6",
+            "safetensors>=0.8,<0.9",
+            "tokenizers>=0.23,<0.24",
+        ],
         "test": [
             "pytest>=8,<10",
             "ruff>=0.17,<0.18",
