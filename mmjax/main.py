@@ -78,10 +78,7 @@ def run(config, workdir: str) -> dict[str, float]:
         resuming = bool(workdir.checkpoint_steps())
         experiment = Experiment.assemble(config, saved=workdir if resuming else None)
         experiment.check_model()
-        batch = experiment.local_batch(1)
-        setup_check.check_disk(
-            workdir.path, setup_check.checkpoint_bytes(config, experiment.task, batch)
-        )
+        setup_check.check_experiment(config, experiment, workdir.path)  # a batch, disk
         workdir.write_config(config)
         experiment.save_vocabularies(workdir)
         experiment.save_init_record(workdir)  # a run started from weights says from which

@@ -2,13 +2,15 @@
 
 A run fails late when an evaluator, the metric writer or a checkpoint finds a piece missing
 (a package, Java, a writable directory, disk space) after minutes of training. `check_setup`
-asks for all of it first: each configured evaluator class may declare its needs with a
-classmethod `requirements(eval_config) -> list[Requirement]` (a need it can work without,
-such as Java for METEOR, is not a requirement: it is skipped with a warning); the metric
-writer needs tensorboardX; the workdir must be, or be creatable as, a writable directory.
-`check_disk` then compares the free space with the size of one checkpoint (parameters,
-optimizer state and step, from the model's shapes). A missing piece is a SetupError naming it
-and how to get it; `mmjax.main` prints it as one `mmjax: setup error: ...` line, exit 2.
+asks for all of it first: each evaluator's arguments are checked against its class, and an
+evaluator class may declare its needs with a classmethod
+`requirements(eval_config) -> list[Requirement]` (a need it can work without, such as Java for
+METEOR, is not a requirement: it is skipped with a warning); the metric writer needs
+tensorboardX; the workdir must be, or be creatable as, a writable directory. Once the run is
+assembled, `check_experiment` checks that the training split holds a batch and that the
+workdir's file system has room for one checkpoint (parameters, optimizer state and step, from
+the model's shapes; `check_disk`). A missing piece is a SetupError naming it and how to get
+it; `mmjax.main` prints it as one `mmjax: setup error: ...` line, exit 2.
 """
 
 from __future__ import annotations
@@ -159,6 +161,25 @@ def checkpoint_bytes(config, task, batch) -> int:
     return sum(
         int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(abstract)
     )
+
+
+def check_experiment(config, experiment, workdir: str) -> None:
+    """The checks that need the assembled run: a batch's worth of training data, disk space.
+
+    ConfigError when the training split holds fewer examples than a batch (per process);
+    SetupError when the workdir's file system has no room for one checkpoint.
+    """
+    import jax
+
+    processes = jax.process_count()
+    examples = len(experiment.task.dataset.source("train"))
+    if examples // processes < config.batch_size // processes:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is more than the {examples} examples of the "
+            f"{config.data.name} train split; lower --config.batch_size"
+        )
+    batch = experiment.local_batch(1)
+    check_disk(workdir, checkpoint_bytes(config, experiment.task, batch))
 
 
 def check_disk(workdir: str, needed_bytes: int) -> None:

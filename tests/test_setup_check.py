@@ -161,8 +161,8 @@ def test_java_asked_for_but_missing_is_named_with_how_to_install_it(monkeypatch,
     assert str(error.value) == "; ".join(
         f"evals.{name} (type 'captioning') needs `java` on the PATH: install a Java runtime, "
         "e.g. apt-get install openjdk-17-jre-headless"
-        for name in config.evals
-        if name != "objects"
+        for name, ev in config.evals.items()
+        if ev.type == "captioning"
     )
     assert not os.path.exists(workdir)
 
@@ -205,3 +205,14 @@ def test_too_little_disk_for_a_checkpoint_is_a_setup_error(monkeypatch, tmp_path
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=20 * 2**20))
     with pytest.raises(SetupError, match=r"has 20.0 MiB free, but one checkpoint needs 26.0 MiB"):
         check_disk(str(tmp_path / "run"), 10 * 2**20)
+
+
+def test_a_batch_larger_than_the_training_split_is_a_config_error(tmp_path):
+    overrides = [f"data.data_dir={tmp_path / 'data'}", "data.num_validation=6", "batch_size=32"]
+    config = load_config(f"{ROOT}/configs/vqa_transformer.py:{TINY}", overrides)
+    experiment = Experiment.assemble(config)
+    with pytest.raises(ConfigError, match="batch_size=32 is more than the 24 examples of the "):
+        setup_check.check_experiment(config, experiment, str(tmp_path / "run"))
+    config = load_config(f"{ROOT}/configs/vqa_transformer.py:{TINY}", overrides[:2])
+    setup_check.check_experiment(config, experiment, str(tmp_path / "run"))  # batch of 4
+    assert not (tmp_path / "run").exists()
