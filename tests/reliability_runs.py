@@ -65,6 +65,7 @@ class Child:
 
     def __init__(self, workdir, data_dir, *overrides):
         self.workdir = str(workdir)
+        self.started_ns = time.time_ns()
         self.process = subprocess.Popen(
             command(workdir, data_dir, *overrides), cwd=ROOT, stderr=subprocess.PIPE, text=True
         )
@@ -107,17 +108,28 @@ class Child:
         return "".join(self._lines)
 
 
-def unfinished_saves(workdir) -> list[int]:
-    """The steps of the saves in workdir/checkpoints that orbax had not finished."""
+def unfinished_saves(workdir, since_ns: int = 0) -> list[int]:
+    """The steps of the saves in workdir/checkpoints that orbax had not finished.
+
+    With `since_ns`, only those whose directory changed since then (time.time_ns()): the saves
+    of a run started then, not those a killed run left behind.
+    """
     directory = os.path.join(workdir, "checkpoints")
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    return sorted(int(name.split(".")[0]) for name in names if name.endswith(UNFINISHED))
+    steps = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if name.endswith(UNFINISHED):
+            try:
+                changed = os.stat(os.path.join(directory, name)).st_mtime_ns
+            except FileNotFoundError:  # finished (renamed) meanwhile
+                continue
+            if changed >= since_ns:
+                steps.append(int(name.split(".")[0]))
+    return sorted(steps)
 
 
-def saving(workdir, step=None) -> bool:
-    """Whether a save (of `step`, or of any step) is being written in `workdir`."""
-    pending = unfinished_saves(workdir)
-    return bool(pending) if step is None else step in pending
+def saving(workdir, step: int, since_ns: int = 0) -> bool:
+    """Whether the save of `step` is being written in `workdir` (changed since `since_ns`)."""
+    return step in unfinished_saves(workdir, since_ns)
 
 
 def newest_checkpoint(workdir) -> int:

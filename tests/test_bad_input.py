@@ -71,7 +71,7 @@ def test_corrupt_record_surfaces_through_the_pipeline(corrupt_data):
             next(iterator)
 
 
-@pytest.mark.slow  # a whole run; CI keeps the suite under 10 minutes
+@pytest.mark.slow  # a whole run, about 35 s on 2 cores; CI keeps the suite under 10 minutes
 def test_main_reports_a_corrupt_record_in_one_line(corrupt_data, tmp_path):
     cmd = [
         sys.executable,

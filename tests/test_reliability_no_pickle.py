@@ -15,7 +15,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from reliability_runs import STEPS, assert_bitwise_equal, reference_run, state_leaves
+from reliability_runs import STEPS, assert_bitwise_equal, reference_run, run, state_leaves
 
 from mmjax.predict import InputError
 from mmjax.predict.run import load_run
@@ -129,3 +129,18 @@ def test_a_pickle_in_place_of_a_file_mmjax_reads_is_refused(watched):
     # The parameters alone: the newest checkpoint whose arrays' metadata is intact.
     step, _ = restore_params(checkpoints)
     assert step == int(steps[1])
+
+
+def test_main_refuses_a_pickled_tokenizer_in_one_line(reference, watched):
+    data_dir = reference[0]
+    workdir, marker, payload = watched
+    _plant(f"{workdir}/tokenizer.json", pickle.dumps(payload))
+    _WATCH["root"] = None  # another process: whether code ran shows in the marker alone
+    result = run(workdir, data_dir)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mmjax: workdir error: {workdir}/tokenizer.json holds a Python pickle, which mmjax "
+        "never loads (it could run code); replace it with the file the run wrote, or use a new "
+        "--workdir"
+    )
