@@ -181,6 +181,11 @@ def test_reconstruction_figure_puts_input_and_each_source_side_by_side(tmp_path)
     assert "red circle (1 word wrong)" in texts and "red square (0 words wrong)" in texts
     assert words_differing("from left to right : a , b", "From left to right: a, b") == 0
     assert words_differing("a b c", "a x c d") == 2  # one word changed, one missing
+    # Five shapes changed: five words, however a diff would align them.
+    truth = "yellow circle, orange square, blue square, red square, gray square, green circle"
+    decoded = "yellow square, orange circle, blue circle, red circle, gray circle, green circle"
+    assert words_differing(decoded, truth) == 5
+    assert words_differing("", "a b") == 2 and words_differing("a b", "") == 2
 
 
 def test_heat_grid_draws_every_cell_on_one_scale(tmp_path):

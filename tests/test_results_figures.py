@@ -73,11 +73,12 @@ def test_committed_run_files_of_the_same_run_are_kept_and_others_replaced(tmp_pa
     run, folder = tmp_path / "run", tmp_path / "results"
     _run(run, "/data/a", 0.9, 1.0)
     assert finished(str(run))
-    assert copy_run_files(str(run), str(folder))  # nothing there yet
+    assert not copy_run_files(str(run), str(folder))  # copied: nothing was there
+    assert not copy_run_files(str(run), str(folder))  # the same files
     _run(run, "/data/b", 0.9, 2.0)  # the same run read from elsewhere, timed anew
-    assert not copy_run_files(str(run), str(folder))
+    assert copy_run_files(str(run), str(folder))  # kept
     assert json.loads((folder / "config.json").read_text())["data"]["data_dir"] == "/data/a"
     _run(run, "/data/b", 0.8, 2.0)  # another run
-    assert copy_run_files(str(run), str(folder))
+    assert not copy_run_files(str(run), str(folder))
     assert json.loads((folder / "config.json").read_text())["data"]["data_dir"] == "/data/b"
     assert not finished(str(tmp_path / "nothing"))

@@ -52,6 +52,10 @@ class Drawn:
         """Jupyter shows the figure."""
         return self.canvas.png()
 
+    def __repr__(self) -> str:
+        shape = None if self.raw is None else list(np.shape(self.raw))
+        return f"Drawn({self.summary!r}, raw {shape})"
+
 
 def check_output(path: str | os.PathLike, flag: str) -> None:
     """Raises InputError when the figure of `--flag` cannot be written to `path`.

@@ -150,6 +150,9 @@ class Canvas:
         Image.fromarray(self.pixels()).save(buffer, format="PNG", optimize=True)
         return buffer.getvalue()
 
+    def __repr__(self) -> str:
+        return f"Canvas({self.width}x{self.height} px, panels {sorted(self.boxes)})"
+
     def _repr_png_(self) -> bytes:
         """Jupyter shows a Canvas as its PNG, pixel for pixel."""
         return self.png()

@@ -9,7 +9,6 @@ words it differs from the input text by.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
 import numpy as np
 
@@ -46,16 +45,20 @@ def mse(a, b) -> float:
 
 
 def words_differing(text: str, reference: str) -> int:
-    """How many words `text` and `reference` differ by, in a word-level diff.
+    """The word-level edit distance of `text` from `reference`.
 
-    The larger length minus the words the diff matches; case and spacing (also around
+    The fewest words to substitute, insert or delete; case and spacing (also around
     punctuation) are ignored.
     """
     from mmjax.data.tokenizer import split_words
 
     a, b = split_words(text), split_words(reference)
-    matched = sum(block.size for block in difflib.SequenceMatcher(a=a, b=b).get_matching_blocks())
-    return max(len(a), len(b)) - matched
+    row = list(range(len(b) + 1))  # distances of a[:0] to every prefix of b
+    for i, word in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
 
 
 def reconstruction_figure(examples: list[Example], scale: int | None = None) -> Canvas:

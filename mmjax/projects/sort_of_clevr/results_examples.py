@@ -49,7 +49,7 @@ def _markers(objects, color: int, subtype: str) -> list[tuple[float, float, str]
 
 
 def _title(text: str, answer, truth: str) -> str:
-    mark = "right" if answer.text == truth else f"wrong, truth {truth}"
+    mark = "correct" if answer.text == truth else f"wrong, truth {truth}"
     return f"{text}\n-> {answer.text} (p = {answer.probability:.2f}, {mark})"
 
 

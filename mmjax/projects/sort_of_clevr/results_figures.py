@@ -87,22 +87,28 @@ def _comparable(workdir: str) -> tuple[dict, list[dict]]:
 
 
 def copy_run_files(workdir: str, folder: str) -> bool:
-    """The run's config.json and metrics.jsonl into the results folder; returns whether copied.
+    """Copies the run's config.json and metrics.jsonl into the results folder.
 
-    Run files already committed there from the same run (the same config but for its data_dir,
-    the same metrics at every logged step but for timings) are kept as they are.
+    Run files already there from another run that logged the same (the same config but for its
+    data_dir, the same metrics at every logged step but for timings) are kept as they are;
+    returns True then ("kept"), False when the folder now holds this run's own files.
     """
+    import filecmp
+
     os.makedirs(folder, exist_ok=True)
     names = ("config.json", "metrics.jsonl")
-    if all(os.path.isfile(os.path.join(folder, n)) for n in names):
-        if _comparable(folder) == _comparable(workdir):
+    there = [os.path.join(folder, n) for n in names]
+    if all(os.path.isfile(p) for p in there):
+        if all(filecmp.cmp(p, os.path.join(workdir, n), False) for p, n in zip(there, names)):
             return False
+        if _comparable(folder) == _comparable(workdir):
+            return True
     for name in names:
         shutil.copyfile(os.path.join(workdir, name), os.path.join(folder, name))
-    return True
+    return False
 
 
-def draw(task: str, workdir: str, folder: str) -> list[str]:
+def draw(task: str, workdir: str, folder: str, kept: bool = False) -> list[str]:
     """The task's curves and example figures into `folder`; its figures.md; returns paths."""
     from mmjax import predict
     from mmjax.data.datasets import get_dataset
@@ -116,7 +122,8 @@ def draw(task: str, workdir: str, folder: str) -> list[str]:
     paths = [pages.curves(task, records, dataset, folder)]
     if task == "vqa":
         paths += examples.vqa_examples(predictor, test, folder)
-        facts = examples.pointing(predictor, test, FLAGS.pointing_scenes)
+        scenes = min(FLAGS.pointing_scenes, len(test))
+        facts = scenes, examples.pointing(predictor, test, scenes)
     elif task == "captioning":
         drawn, facts = examples.captioning_examples(predictor, test, folder)
         paths += drawn
@@ -124,7 +131,7 @@ def draw(task: str, workdir: str, folder: str) -> list[str]:
         paths, facts = paths + examples.retrieval_examples(predictor, test, folder), None
     else:
         paths, facts = paths + examples.autoencoding_examples(predictor, test, folder), None
-    paths.append(pages.write_page(task, folder, records, predictor.run.step, facts))
+    paths.append(pages.write_page(task, folder, records, predictor.run.step, facts, kept))
     return paths
 
 
@@ -148,9 +155,10 @@ def main(argv) -> None:
                 sys.exit(2)
             train(task, workdir)
         folder = os.path.join(RESULTS, FOLDERS[task])
-        if not copy_run_files(workdir, folder):
+        kept = copy_run_files(workdir, folder)
+        if kept:
             print(f"{folder}: its committed run files are of the same run; kept", flush=True)
-        for path in draw(task, workdir, folder):
+        for path in draw(task, workdir, folder, kept):
             print(os.path.relpath(path, ROOT), flush=True)
 
 

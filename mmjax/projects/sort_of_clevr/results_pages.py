@@ -10,6 +10,7 @@ import os
 
 from mmjax.plot.panels import curves_figure
 from mmjax.projects.sort_of_clevr import results_curves
+from mmjax.projects.sort_of_clevr.scenes import NUM_QUESTIONS
 from mmjax.workdir import read_metrics
 
 COMMAND = "python -m mmjax.projects.sort_of_clevr.results_figures --runs=/tmp/mmjax_figures"
@@ -119,15 +120,17 @@ def _test_table(task: str, metrics: list[dict]) -> list[str]:
 
 def _facts(task: str, facts) -> list[str]:
     if task == "vqa":
+        scenes, hits = facts
         lines = [
             "How often the rollout's brightest token cell lies on the object the question "
-            "names (all test questions of the scenes drawn from; chance: the share of the "
-            "image tokens on that object):",
+            f"names, over the {NUM_QUESTIONS * scenes:,} questions of the first {scenes} test "
+            "scenes (chance: the share of the image tokens that lie on that object, where a token "
+            "drawn at random would land):",
             "",
             "| question type | on the named object | on it or the object asked about | chance |",
             "| --- | --- | --- | --- |",
         ]
-        for name, h in facts.items():
+        for name, h in hits.items():
             lines.append(
                 f"| {name} | {100 * h['asked']:.1f}% | "
                 f"{100 * h['asked_or_referent']:.1f}% | {100 * h['chance']:.1f}% |"
@@ -145,14 +148,26 @@ def _facts(task: str, facts) -> list[str]:
     return []
 
 
-def write_page(task: str, folder: str, metrics: list[dict], step: int, facts) -> str:
-    """Writes `folder`/figures.md: command, test metrics, figures and the numbers behind them."""
+def write_page(
+    task: str, folder: str, metrics: list[dict], step: int, facts, kept: bool = False
+) -> str:
+    """Writes `folder`/figures.md: command, test metrics, figures and the numbers behind them.
+
+    `kept`: the folder's run files are an earlier run's that the new run matched (they were
+    kept, `results_figures.copy_run_files`); the page says so.
+    """
+    same = (
+        " The run files here are those of an earlier run of the same config (its data_dir "
+        "aside), kept because this run logged the same metrics at every step."
+        if kept
+        else ""
+    )
     lines = [
         f"# Figures of the default {task} run",
         "",
         f"Trained with `python -m mmjax.main --config={TRAIN[task]} --workdir=/tmp/mmjax_figures/"
         f"{task}` (this folder's `config.json` and `metrics.jsonl`; figures from the checkpoint "
-        f"of step {step}, which is not committed). This page and its figures are written by",
+        f"of step {step}, which is not committed).{same} This page and its figures are written by",
         "",
         "```bash",
         COMMAND,
