@@ -93,12 +93,11 @@ def disparity_tables(values: dict, prefix: str, attributes: list[str]) -> list[s
                 lines.append(f"| {group} | {fmt(values, head + group)} | {count:,.0f} |")
             gap = f"{prefix}/{score}/{attribute}.gap"
             ratio = f"{prefix}/{score}/{attribute}.ratio"
-            lines += [
-                "",
-                f"gap (best - worst): {fmt(values, gap)}; ratio (worst / best): "
-                f"{fmt(values, ratio)}",
-                "",
-            ]
+            summary = f"gap (best - worst): {fmt(values, gap)}; ratio (worst / best, %): "
+            summary += fmt(values, ratio)
+            if gap + "_p" in values:
+                summary += f"; permutation p-value of the gap: {values[gap + '_p']:.3f}"
+            lines += ["", summary, ""]
     return lines
 
 
