@@ -80,10 +80,11 @@ def blend(image, heat, scale: Scale, alpha: float = 0.55) -> np.ndarray:
     """The heat map's colours laid over `image` (uint8 [H, W, 3]), heat [H, W] per pixel.
 
     The scene is drawn in grey so that its own colours do not mix with the map's. For a map
-    from zero up the grey is dark and every pixel takes the map's colour with opacity `alpha`
-    (the colours keep their meaning on the colour bar, and the bright high values stand out);
-    for a signed map (colours white at zero) the grey is light and a pixel takes the colour
-    with opacity alpha * sqrt(|value| / reach), so cells near zero keep the scene.
+    from zero up every pixel takes the map's colour with opacity `alpha` over the grey scene
+    (the colours keep their meaning on the colour bar, and the bright high values stand out on
+    the darkened scene); for a signed map (colours white at zero) a pixel takes the colour with
+    opacity alpha * sqrt(|value| / reach) over a lighter grey, so cells near zero keep the
+    scene.
     """
     image = np.asarray(image, np.float64)
     gray = (image @ np.array([0.299, 0.587, 0.114]))[..., None]
