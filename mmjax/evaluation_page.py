@@ -27,6 +27,7 @@ from mmjax.workdir import read_metrics
 
 UNSCALED = ("cider_d",)  # reported on their own scale, not as a percentage
 SKIP = ("seconds",)
+COUNTS = ("count", "num_examples")  # sizes, listed under a table, not in it
 
 
 def final_values(workdir: str) -> dict[str, float]:
@@ -47,7 +48,8 @@ def fmt(values: dict, key: str) -> str:
     """`key`'s value, with its interval when there is one: "98.7 [98.2, 99.1]"."""
     if key not in values:
         return "-"
-    scale = 1.0 if key.split("/")[-1].split(".")[0] in UNSCALED else 100.0
+    parts = {part.split(".")[0] for part in key.split("/")}
+    scale = 1.0 if parts & set(UNSCALED) else 100.0
     digits = 2 if scale == 1.0 else 1
     text = f"{scale * values[key]:.{digits}f}"
     if key + CI_LOW in values:
@@ -57,17 +59,21 @@ def fmt(values: dict, key: str) -> str:
 
 
 def _is_value(key: str) -> bool:
-    return not key.endswith((CI_LOW, CI_HIGH)) and key.split("/")[-1] not in SKIP
+    return not key.endswith((CI_LOW, CI_HIGH, ".count")) and key.split("/")[-1] not in SKIP
+
+
+def _is_count(key: str) -> bool:
+    last = key.split("/")[-1]
+    return last in COUNTS or last.endswith("_queries")
 
 
 def metrics_table(values: dict, prefix: str) -> list[str]:
     """A two-column table of every metric under `prefix` (an evaluation name) but counts."""
     keys = [k for k in values if k.startswith(prefix + "/") and _is_value(k)]
-    keys = [k for k in keys if not k[len(prefix) + 1 :].startswith("count")]
+    counts = [k for k in keys if _is_count(k)]
+    keys = [k for k in keys if not _is_count(k)]
     lines = ["| metric | value [95% interval] |", "| --- | --- |"]
     lines += [f"| {k[len(prefix) + 1 :]} | {fmt(values, k)} |" for k in keys]
-    counts = [k for k in values if k.startswith(prefix + "/") and "count" in k.split("/")[1:2]]
-    counts += [k for k in values if k in (f"{prefix}/num_examples", f"{prefix}/i2t_queries")]
     if counts:
         lines += ["", ", ".join(f"{k[len(prefix) + 1 :]}: {values[k]:,.0f}" for k in counts)]
     return lines
@@ -75,9 +81,10 @@ def metrics_table(values: dict, prefix: str) -> list[str]:
 
 def disparity_tables(values: dict, prefix: str, attributes: list[str]) -> list[str]:
     """Per score and attribute: each group's value and size, then gap and ratio."""
-    scores = sorted(
-        {k.split("/")[1] for k in values if k.startswith(prefix + "/") and k.count("/") >= 3}
-        - {"count"}
+    scores = list(  # in the evaluator's order
+        dict.fromkeys(
+            k.split("/")[1] for k in values if k.startswith(prefix + "/") and k.count("/") >= 3
+        )
     )
     lines = []
     for score in scores:
@@ -89,7 +96,7 @@ def disparity_tables(values: dict, prefix: str, attributes: list[str]) -> list[s
                 continue
             lines += [f"| {attribute} | {score} [95% interval] | examples |", "| --- | --- | --- |"]
             for group in groups:
-                count = values.get(f"{prefix}/count/{attribute}/{group}", float("nan"))
+                count = values.get(f"{head}{group}.count", float("nan"))
                 lines.append(f"| {group} | {fmt(values, head + group)} | {count:,.0f} |")
             gap = f"{prefix}/{score}/{attribute}.gap"
             ratio = f"{prefix}/{score}/{attribute}.ratio"

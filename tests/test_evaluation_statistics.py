@@ -137,7 +137,7 @@ def test_disparity_groups_add_up_to_the_overall_metric():
         {"num_classes": 3},
     ).evaluate(batches)["accuracy"]
     colours = ("red", "green", "blue")
-    counts = {c: metrics[f"count/color/{c}"] for c in colours}
+    counts = {c: metrics[f"accuracy/color/{c}.count"] for c in colours}
     weighted = sum(counts[c] * metrics[f"accuracy/color/{c}"] for c in colours)
     # 29 real images x 4 questions, less the padding question of the first two batches (the
     # third's is on the padding image).

@@ -11,7 +11,7 @@ attribute a it reports
                         characters other than letters, digits, "_.-" as "_": "top_left")
   s/a.gap               the best group's value minus the worst group's
   s/a.ratio             the worst group's value over the best group's (1: parity)
-  count/a/<value>       the group's size (examples with a score)
+  s/a/<value>.count     the group's size (examples with a score s)
   s/a.gap_p             the permutation p-value of the gap (`permutation_p_value`)
 
 each value with its interval when bootstrap_samples > 0 (images resampled). The gap of
@@ -153,7 +153,7 @@ class DisparityEvaluator(ExampleEvaluator):
             for a in self.attributes:
                 counts = [int(np.sum(scored & (groups[a] == v))) for v in levels[a]]
                 constants.update(
-                    {f"count/{a}/{metric_name(v)}": float(c) for v, c in zip(levels[a], counts)}
+                    {f"{s}/{a}/{metric_name(v)}.count": float(c) for v, c in zip(levels[a], counts)}
                 )
                 eligible[s, a] = np.asarray(counts) >= self.min_count
                 if self.permutations > 0:
