@@ -215,6 +215,17 @@ def test_cli_writes_the_attention_figure_and_its_raw_map(saved_run, tmp_path):
     )
     assert result.returncode == 2 and result.stdout == ""  # refused before answering
     assert "--attention_out=" in result.stderr and "no directory" in result.stderr
+    result = _cli(
+        f"--workdir={workdir}",
+        f"--image={tmp_path / 'scene.png'}",
+        f"--question={question}",
+        "--attention_per_head",
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mmjax: input error: --attention_per_head adds panels to --attention_out, which is not "
+        "given"
+    )
 
 
 def test_closest_question_tells_dataset_questions_from_others():

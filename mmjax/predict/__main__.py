@@ -158,6 +158,10 @@ def main(argv) -> None:
         if extra:
             raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")
         predictor.image(FLAGS.image)  # a bad file stops here, before anything compiles
+        if FLAGS.attention_per_head and not FLAGS.attention_out:
+            raise InputError(
+                "--attention_per_head adds panels to --attention_out, which is not given"
+            )
         for flag in ("attention_out", "figure_out"):
             if FLAGS[flag].value:
                 from mmjax.predict.figures import check_output
