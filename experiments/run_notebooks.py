@@ -22,9 +22,6 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_list("notebooks", [], "Names of notebooks to run (default: all), without .ipynb.")
-flags.DEFINE_string("runs", "runs/notebooks", "Directory for the notebooks' runs (a new one).")
-flags.DEFINE_integer("timeout", 3600, "Seconds a cell may take.")
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,5 +82,13 @@ def main(argv) -> None:
         print(f"  saved with its outputs ({size:.0f} KiB) in {time.time() - start:.0f} s")
 
 
+def define_flags() -> None:
+    """The command's flags, defined only when it runs (tests import `code_sha256` alone)."""
+    flags.DEFINE_list("notebooks", [], "Names of notebooks to run (default: all), no .ipynb.")
+    flags.DEFINE_string("runs", "runs/notebooks", "Directory for the notebooks' runs (a new one).")
+    flags.DEFINE_integer("timeout", 3600, "Seconds a cell may take.")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -21,10 +21,6 @@ import sys
 
 from absl import app, flags
 
-flags.DEFINE_string("runs", None, "Directory of the runs' workdirs (checkpoints live here).")
-flags.DEFINE_list("tasks", ["vqa", "captioning", "retrieval", "autoencoding"], "Tasks to draw.")
-flags.DEFINE_bool("train", True, "Train (or finish) a task's run when it has not finished.")
-flags.DEFINE_integer("pointing_scenes", 200, "VQA: test scenes of the pointing statistic.")
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -108,7 +104,9 @@ def copy_run_files(workdir: str, folder: str) -> bool:
     return False
 
 
-def draw(task: str, workdir: str, folder: str, kept: bool = False) -> list[str]:
+def draw(
+    task: str, workdir: str, folder: str, kept: bool = False, pointing_scenes: int = 200
+) -> list[str]:
     """The task's curves and example figures into `folder`; its figures.md; returns paths."""
     from mmjax import predict
     from mmjax.data.datasets import get_dataset
@@ -122,7 +120,7 @@ def draw(task: str, workdir: str, folder: str, kept: bool = False) -> list[str]:
     paths = [pages.curves(task, records, dataset, folder)]
     if task == "vqa":
         paths += examples.vqa_examples(predictor, test, folder)
-        scenes = min(FLAGS.pointing_scenes, len(test))
+        scenes = min(pointing_scenes, len(test))
         facts = scenes, examples.pointing(predictor, test, scenes)
     elif task == "captioning":
         drawn, facts = examples.captioning_examples(predictor, test, folder)
@@ -158,9 +156,18 @@ def main(argv) -> None:
         kept = copy_run_files(workdir, folder)
         if kept:
             print(f"{folder}: its committed run files are of the same run; kept", flush=True)
-        for path in draw(task, workdir, folder, kept):
+        for path in draw(task, workdir, folder, kept, FLAGS.pointing_scenes):
             print(os.path.relpath(path, ROOT), flush=True)
 
 
+def define_flags() -> None:
+    """The command's flags, defined only when it runs (tests import its functions alone)."""
+    flags.DEFINE_string("runs", None, "Directory of the runs' workdirs (checkpoints live here).")
+    flags.DEFINE_list("tasks", list(CONFIGS), "Tasks to draw.")
+    flags.DEFINE_bool("train", True, "Train (or finish) a task's run when it has not finished.")
+    flags.DEFINE_integer("pointing_scenes", 200, "VQA: test scenes of the pointing statistic.")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
