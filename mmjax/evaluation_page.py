@@ -31,11 +31,19 @@ COUNTS = ("count", "num_examples")  # sizes, listed under a table, not in it
 
 
 def final_values(workdir: str) -> dict[str, float]:
-    """Each metric's last value in the workdir's metrics.jsonl."""
-    values: dict[str, float] = {}
+    """Each evaluation's metrics from its last record in the workdir's metrics.jsonl.
+
+    A record replaces all earlier values of the evaluations (first name parts) it holds, so a
+    metric an older evaluation had and the last one has not is dropped.
+    """
+    by_prefix: dict[str, dict[str, float]] = {}
     for record in read_metrics(workdir):
-        values.update({k: v for k, v in record.items() if k != "step" and v is not None})
-    return values
+        fresh: dict[str, dict[str, float]] = {}
+        for key, value in record.items():
+            if key != "step" and value is not None:
+                fresh.setdefault(key.split("/")[0], {})[key] = value
+        by_prefix.update(fresh)
+    return {k: v for values in by_prefix.values() for k, v in values.items()}
 
 
 def run_config(workdir: str) -> dict:
@@ -49,7 +57,8 @@ def fmt(values: dict, key: str) -> str:
     if key not in values:
         return "-"
     parts = {part.split(".")[0] for part in key.split("/")}
-    scale = 1.0 if parts & set(UNSCALED) else 100.0
+    ratio = key.endswith(".ratio")  # a fraction whatever the metric's scale
+    scale = 1.0 if parts & set(UNSCALED) and not ratio else 100.0
     digits = 2 if scale == 1.0 else 1
     text = f"{scale * values[key]:.{digits}f}"
     if key + CI_LOW in values:
@@ -63,8 +72,9 @@ def _is_value(key: str) -> bool:
 
 
 def _is_count(key: str) -> bool:
+    # An evaluation's own sizes ("test/count"), not a slice named "count" ("test/accuracy/count").
     last = key.split("/")[-1]
-    return last in COUNTS or last.endswith("_queries")
+    return key.count("/") == 1 and (last in COUNTS or last.endswith("_queries"))
 
 
 def metrics_table(values: dict, prefix: str) -> list[str]:
@@ -140,7 +150,8 @@ def comparison_section(a: tuple[str, str], b: tuple[str, str], eval_name: str) -
         f"## Paired comparison: {b[0]} - {a[0]} on `{eval_name}`",
         "",
         f"`python -m mmjax.compare {a[1]} {b[1]} --eval={eval_name}` (steps {step_a} and "
-        f"{step_b}; {len(table_a):,} examples; 10,000 resamples of the images):",
+        f"{step_b}; {len(table_a):,} examples; 10,000 resamples of the images, 2,000 for the "
+        "groups, each group's rows by `--by=<attribute>`):",
         "",
         "```",
         compare.format_rows(compare.paired_comparison(table_a, table_b), 0.95, None),
