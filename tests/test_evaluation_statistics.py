@@ -227,3 +227,35 @@ def test_gap_permutation_p_value_tells_a_planted_disparity_from_noise():
     image_groups = np.asarray(["x", "y"])[(clusters // 50) % 2]
     p = permutation_p_value(fair, image_groups, clusters, np.ones(2, bool), 200, 0)
     assert 0 < p <= 1
+
+
+def test_evaluation_page_reads_the_last_evaluation_of_each_run(tmp_path):
+    import json
+
+    from mmjax import evaluation_page
+
+    run = tmp_path / "run"
+    run.mkdir()
+    evals = {"test": {"type": "classification", "split": "test"}}
+    (run / "config.json").write_text(json.dumps({"task": "vqa", "evals": evals, "seed": 0}))
+    records = [
+        {"step": 10, "test/accuracy": 0.5, "test/stale": 0.1, "train/loss": 1.0},
+        {
+            "step": 20,
+            "test/accuracy": 0.75,
+            "test/accuracy.ci_low": 0.7,
+            "test/accuracy.ci_high": 0.8,
+            "test/accuracy/count": 0.9,
+            "test/count": 40.0,
+        },
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    values = evaluation_page.final_values(str(run))
+    assert values["test/accuracy"] == 0.75 and "test/stale" not in values
+    assert values["train/loss"] == 1.0
+    out = tmp_path / "page.md"
+    assert evaluation_page.main([f"A={run}", f"--out={out}"]) == 0
+    page = out.read_text()
+    assert "| accuracy | 75.0 [70.0, 80.0] |" in page
+    assert "| accuracy/count | 90.0 |" in page  # a slice named "count", not a size
+    assert "count: 40" in page
