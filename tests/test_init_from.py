@@ -176,3 +176,30 @@ def test_a_workdir_checkpoint_and_rename(setup, tmp_path):
     experiment.save_init_record(Workdir(tmp_path / "fine_tune"))
     with open(tmp_path / "fine_tune" / "init_from.json") as f:
         assert json.load(f)["path"] == str(run)
+
+
+def test_the_command_line_converts_and_exports_a_workdir(setup, tmp_path):
+    from mmjax.weights import big_vision
+    from mmjax.weights.__main__ import main as weights_main
+
+    data_dir, workdir, _ = setup
+    experiment = _experiment(_config(data_dir), workdir)
+    state = _first_state(experiment)
+    run = tmp_path / "run"
+    checkpointer = Checkpointer(str(run / "checkpoints"))
+    checkpointer.save(3, state, {"position": 0})
+    checkpointer.close()
+    Workdir(run).write_config(experiment.config)
+    params = tree.as_numpy(tree.flatten(state.params))
+
+    assert weights_main(["convert", str(run), str(tmp_path / "all.npz")]) == 0
+    with np.load(tmp_path / "all.npz") as npz:
+        assert sorted(npz.files) == sorted(params)
+        np.testing.assert_array_equal(npz["stem/embedding/kernel"], params["stem/embedding/kernel"])
+    assert weights_main(["export", str(run), str(tmp_path / "vit.npz")]) == 0
+    exported = big_vision.load(str(tmp_path / "vit.npz")).params
+    tower = {k for k in params if k.startswith(("stem/", "image_encoder/"))}
+    assert set(exported) == tower
+    for name in tower:
+        np.testing.assert_array_equal(exported[name], params[name], err_msg=name)
+    assert weights_main(["show", str(tmp_path / "missing")]) == 2
