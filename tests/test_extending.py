@@ -43,7 +43,7 @@ class ToyColours(Dataset):
         return CheckedSource(records, f"toy_colours {split}", "")
 '''
 
-TOY_TASK = '''
+TOY_TASK = """
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -89,9 +89,9 @@ class ToyColourTask(Task):
     def predict(self, params, batch):
         logits = self.model.apply({"params": params}, batch["image"])
         return {"label": logits.argmax(-1).astype(jnp.int32)}
-'''
+"""
 
-TOY_CONFIG = '''
+TOY_CONFIG = """
 import ml_collections
 
 import toy_data  # noqa: F401  (registers toy_colours, for evals_config below)
@@ -114,7 +114,7 @@ def get_config(arg=None):
     )
     config.evals = evals_config("toy_colours", evaluator, every=30)
     return config
-'''
+"""
 
 
 def _write_project(folder) -> dict:
