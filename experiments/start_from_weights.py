@@ -79,10 +79,16 @@ METRICS = {
     "caption": ("validation/cider_d", "CIDEr-D"),
     "vqa": ("validation/accuracy", "accuracy"),
 }
+# Task -> the test metrics shown at the end, (key, label).
 TEST_METRICS = {
-    "retrieval": "test/i2t_r1",
-    "caption": "test/cider_d",
-    "vqa": "test/accuracy",
+    "caption": (
+        ("test/cider_d", "test CIDEr-D"),
+        ("objects/objects_all_correct", "test objects right"),
+    ),
+    "vqa": (
+        ("test/accuracy", "test accuracy"),
+        ("test/accuracy/relational", "test relational"),
+    ),
 }
 
 
@@ -132,6 +138,18 @@ def report(workdir: str, out: str, names: list[str]) -> str:
         "trained from scratch.",
         "",
     ]
+    retrieval = os.path.join(workdir, "retrieval")
+    if finished(retrieval):
+        last = {k: v for r in read_metrics(retrieval) for k, v in r.items()}
+        lines += [
+            "## retrieval (the source of the towers)",
+            "",
+            f"Test Recall@1 image->text {last['test/i2t_r1']:.3f}, text->image "
+            f"{last['test/t2i_r1']:.3f}; zero-shot cell of the red object on validation "
+            f"(`zero_shot`, 9 classes) top-1 {last['zero_shot/top1']:.3f}, top-3 "
+            f"{last['zero_shot/top3']:.3f} (chance 0.111, 0.333).",
+            "",
+        ]
     for task in ("caption", "vqa"):
         key, label = METRICS[task]
         arms = [n for n in names if n.startswith(task) and finished(os.path.join(workdir, n))]
@@ -142,14 +160,18 @@ def report(workdir: str, out: str, names: list[str]) -> str:
         scratch = curves.get(f"{task}_scratch")
         target = scratch[-1][1] if scratch else None
         lines += [f"## {task}: validation {label}", ""]
-        header = ["run", *map(str, steps), "final test", "steps to scratch's final"]
+        tests = TEST_METRICS[task]
+        header = ["run", *map(str, steps), *(label for _, label in tests)]
+        header.append("steps to scratch's final")
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for name in arms:
             by_step = dict(curves[name])
-            test = curve(os.path.join(workdir, name), TEST_METRICS[task])
             reached = first_step_at(curves[name], target) if target is not None else None
             row = [name] + [f"{by_step[s]:.3f}" if s in by_step else "" for s in steps]
-            row += [f"{test[-1][1]:.3f}" if test else "", str(reached or "not reached")]
+            for key, _ in tests:
+                test = curve(os.path.join(workdir, name), key)
+                row.append(f"{test[-1][1]:.3f}" if test else "")
+            row.append(str(reached or "not reached"))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     for name in names:
