@@ -7,7 +7,7 @@ the page does: `python -m mmjax.weights show`, the zero-shot evaluation with
 `--config.total_steps=0`, a captioner with the CLIP image tower frozen (whose final checkpoint
 must hold that tower bitwise), and a VQA model from a retrieval run's stem.
 
-Slow (about 4-6 minutes on a shared 2-core machine: six `python -m mmjax.main` runs);
+Slow (1.3 minutes on the 2-core machine alone, 4-6 shared: six `python -m mmjax.main` runs);
 `python -m pytest -q -m slow tests/test_start_from_weights.py`. Needs the [convert] extra.
 """
 
