@@ -24,9 +24,9 @@ written in a page, weights saved with the `[convert]` extra from the hub) is lis
 matched by a piece of its text, with the test that runs it instead. A command whose config file
 is not in the repository must be listed; a NOT_RUN entry that matches no command fails.
 
-Slow: 27-33 minutes on this shared 2-core machine (the venv and pip install took about a
-minute with a warm pip cache; the runs compile every default-size model, and the beam-search
-ResNet captioner alone takes 8-9 minutes). Run it with
+Slow: 13 minutes on this 2-core machine when lightly loaded, 33 when shared with other jobs
+(the venv and pip install took about a minute with a warm pip cache; the runs compile every
+default-size model, and the beam-search ResNet captioner alone takes 3-9 minutes). Run it with
 `python -m pytest -q -m slow tests/test_documented_commands.py`.
 """
 
@@ -214,7 +214,7 @@ def _run_job(python, job, work, env) -> tuple[str, list[str]]:
     return f"{time.time() - start:6.0f} s  mmjax.main {shown}", failures
 
 
-@pytest.mark.slow  # 27-33 minutes: a fresh venv's pip install and 16 default-size runs
+@pytest.mark.slow  # 13-33 minutes: a fresh venv's pip install and ~17 default-size runs
 def test_every_documented_command_runs_after_the_plain_install(fresh_venv, folder):
     work, env = folder
     jobs, skipped = _main_jobs(documented_commands("mmjax.main"))
