@@ -83,12 +83,25 @@ class Task(abc.ABC):
         return None
 
 
+MEDIA_KEYS = ("image", "video")
+
+
 def checked_image(record: dict) -> np.ndarray:
-    """The record's image as uint8 [H, W, 3]; DataError naming the record if it is not."""
-    image = np.asarray(record["image"])
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise DataError(
-            f"record {record.get('id', '?')}: image is {image.dtype}{list(image.shape)}, "
-            "not uint8 HxWx3"
-        )
-    return image
+    """The record's visual input: uint8 [H, W, 3] under "image" or [T, H, W, 3] under "video".
+
+    This is the one place where tasks read a record's pixels, so every task takes a clip where
+    it took an image: a video dataset's records carry "video" instead of "image", and the
+    example keeps the task's usual key ("image") with the clip's frames axis first; the model's
+    stem (e.g. `stem="vivit"`) decides what it reads. DataError naming the record if the
+    record has neither key, both, or an array of the wrong dtype or shape.
+    """
+    where = f"record {record.get('id', '?')}"
+    present = [key for key in MEDIA_KEYS if key in record]
+    if len(present) != 1:
+        raise DataError(f"{where}: needs exactly one of {MEDIA_KEYS}, has {present or 'neither'}")
+    key = present[0]
+    media = np.asarray(record[key])
+    layout, ndim = ("HxWx3", 3) if key == "image" else ("TxHxWx3", 4)
+    if media.dtype != np.uint8 or media.ndim != ndim or media.shape[-1] != 3:
+        raise DataError(f"{where}: {key} is {media.dtype}{list(media.shape)}, not uint8 {layout}")
+    return media
