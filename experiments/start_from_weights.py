@@ -1,7 +1,8 @@
 r"""Fine-tuning from a retrieval run's image tower against training from scratch.
 
   python -m experiments.start_from_weights --workdir=runs/start_from_weights \
-      [--out=results/start_from_weights] [--report] [--runs=retrieval,caption_scratch,...]
+      [--out=experiments/results/start_from_weights] [--report] \
+      [--runs=retrieval,caption_scratch,...]
 
 Runs, one `python -m mmjax.main` process each, in order (a finished run is skipped, a stopped
 one resumes from its checkpoint):
@@ -17,7 +18,7 @@ one resumes from its checkpoint):
                      modalities, so the stem is what an image tower gives it)
 
 Every run is evaluated on the validation split every `EVERY` steps. Then it writes `--out`:
-results.md (the table: validation score over the steps, final validation and test scores, and
+README.md (the table: validation score over the steps, final validation and test scores, and
 the first evaluated step at which each run reaches the from-scratch run's final validation
 score) and each run's config.json, metrics.jsonl and init_from.json (never checkpoints).
 """
@@ -126,7 +127,7 @@ def first_step_at(points, target: float) -> int | None:
 
 
 def report(workdir: str, out: str, names: list[str]) -> str:
-    """Writes results.md and the runs' files into `out`; returns the page."""
+    """Writes README.md and the runs' files into `out`; returns the page."""
     os.makedirs(out, exist_ok=True)
     lines = [
         "# Fine-tuning from a retrieval run's image tower",
@@ -183,7 +184,7 @@ def report(workdir: str, out: str, names: list[str]) -> str:
             if os.path.exists(os.path.join(source, file)):
                 shutil.copy(os.path.join(source, file), os.path.join(target_dir, file))
     page = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "results.md"), "w") as f:
+    with open(os.path.join(out, "README.md"), "w") as f:
         f.write(page)
     return page
 
@@ -192,7 +193,7 @@ def main(argv=None) -> None:
     """Trains the runs in order (skipping finished ones), then writes the report."""
     parser = argparse.ArgumentParser(prog="python -m experiments.start_from_weights")
     parser.add_argument("--workdir", default="runs/start_from_weights")
-    parser.add_argument("--out", default="results/start_from_weights")
+    parser.add_argument("--out", default="experiments/results/start_from_weights")
     parser.add_argument("--runs", default="", help="comma-separated subset (default: all)")
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 r"""A Markdown page of runs' final evaluations, each metric with its interval, and disparity.
 
-  python -m mmjax.evaluation_page --out=docs/results/evaluation.md \
+  python -m mmjax.evaluation_page --out=mmjax/projects/sort_of_clevr/results/evaluation/README.md \
       --title="Evaluation of the default runs" \
       "VQA=runs/vqa" "Captioning=runs/caption" "Retrieval=runs/retrieval" \
       [--compare="VQA=runs/vqa,VQA seed 1=runs/vqa_seed1"] [--compare_eval=test]

@@ -1,4 +1,4 @@
-"""The Relation Networks reproduction's results: results.json, results.md and curves.png.
+"""The Relation Networks reproduction's results: results.json, README.md (the page) and curves.png.
 
 `summarize(run_dir)` reads one run's workdir (config.json, metrics.jsonl, sweep_status.json)
 into its validation accuracy per question subtype at every evaluation and its test accuracy
@@ -157,7 +157,7 @@ def _target_text(evals: list[dict]) -> str:
 
 
 def markdown(runs: list[dict], baseline: dict[str, float], meta: dict) -> str:
-    """results.md: the final table, the published numbers, and each run's curve."""
+    """README.md: the final table, the published numbers, and each run's curve."""
     head = "| model | how the run differs from the paper | epochs | train min |"
     head += "".join(f" {c.replace('_', '-')} |" for c in COLUMNS)
     head += " reaches 94 / 99 |"
@@ -233,9 +233,9 @@ def plot(runs: list[dict], baseline: dict[str, float], path: str) -> bool:
 
 
 def write(out_dir: str, runs: list[dict], baseline: dict[str, float], meta: dict) -> list[str]:
-    """Writes results.json, results.md and curves.png (with matplotlib) in out_dir."""
+    """Writes results.json, README.md (the page) and curves.png (with matplotlib) in out_dir."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, name) for name in ("results.json", "results.md", "curves.png")]
+    paths = [os.path.join(out_dir, name) for name in ("results.json", "README.md", "curves.png")]
     with open(paths[0], "w") as f:
         json.dump(
             dict(meta=meta, runs=runs, question_only_majority=baseline, published=PUBLISHED),

@@ -14,7 +14,7 @@ checkpoints. A larger `--epochs` budget later continues a finished run from wher
 (the RN, CNN+MLP and question-only models train at a constant learning rate, so that is the
 same run as one started with the larger budget; the transformer's cosine schedule is not).
 
-At the end (and with `--report` alone) it writes `--out`/results.json, results.md and
+At the end (and with `--report` alone) it writes `--out`/results.json, README.md and
 curves.png from the runs' metrics.jsonl (see mmjax.projects.sort_of_clevr.relation_networks_report).
 
 `--epochs` sets a budget per model (epochs of 9,800 images); the defaults below are sized for

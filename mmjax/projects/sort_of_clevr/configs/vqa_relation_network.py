@@ -23,7 +23,7 @@ BatchNorm, since the trainer keeps no batch statistics; a batch is 4 images x th
 questions (80 questions from 4 scenes) instead of 64 questions from 64 scenes, since each
 image is encoded once for all of its questions. One epoch (9,800 images) is 2,450 steps.
 
-Results: mmjax/projects/sort_of_clevr/results/relation_networks/results.md, written by
+Results: mmjax/projects/sort_of_clevr/results/relation_networks/README.md, written by
 `python -m mmjax.projects.sort_of_clevr.reproduce_relation_networks` (which runs this config
 for every model). On this 2-core CPU, shared with other jobs, an RN step takes 5.35 s at
 g_width=256 (3.6 hours an epoch) and 0.85 s at g_width=64, so the paper's 20 epochs at width
