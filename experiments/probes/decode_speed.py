@@ -90,4 +90,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the flags are read by hand: say them
+        print(__doc__)
+        sys.exit(0)
     main()
