@@ -55,7 +55,10 @@ class Captioner(nn.Module):
       num_heads: attention heads.
       mlp_dim: MLP hidden width.
       dropout_rate: dropout in the encoder and decoder.
-      stem: "patch", "conv" or "resnet" (see `image_stem`).
+      stem: "patch", "conv", "resnet", or "vivit" for clips [B, T, H, W, 3] in place of
+        images (`mmjax.models.video.ViViT`; see `image_stem`).
+      video: the "vivit" stem's options (a dict: kind, tubelet, depth, spatial_depth,
+        temporal_depth, pool, mlp_dim; `mmjax.models.stems.VIVIT_OPTIONS`).
       patch_size: patch size of the "patch" stem.
       patch_kernel: window of the "patch" stem's embedding, centred on each patch (0: the
         patch itself; see `PatchStem.kernel_size`).
@@ -92,6 +95,7 @@ class Captioner(nn.Module):
     token_selector: str = ""
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
+    video: Any = None
     posemb: str = "learn"
     class_token: str = "none"
     patch_bias: bool = True
@@ -120,6 +124,9 @@ class Captioner(nn.Module):
             patch_bias=self.patch_bias,
             mean=self.image_mean,
             std=self.image_std,
+            video=self.video,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
             **kw,
         )
         if self.encoder_depth:

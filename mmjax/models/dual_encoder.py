@@ -133,6 +133,9 @@ class DualEncoder(nn.Module):
       token_selector: a registered token selector (`mmjax.registry.TOKEN_SELECTORS`).
       conv_channels: channels of the "conv" stem.
       resnet: ResNet variant of the "resnet" stem.
+      video: the options of stem="vivit", for clips [B, T, H, W, 3] in place of images (a
+        dict: kind, tubelet, depth, spatial_depth, temporal_depth, pool, mlp_dim; see
+        `mmjax.models.stems.image_stem` and `mmjax.models.video.ViViT`).
       posemb: image position embeddings, "learn" or "sincos2d".
       class_token: the patch stem's class token, "none", "with_posemb" or "no_posemb" (see
         `PatchStem`).
@@ -176,6 +179,7 @@ class DualEncoder(nn.Module):
     token_selector: str = ""
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     resnet: str = "resnet50"
+    video: Any = None
     posemb: str = "learn"
     class_token: str = "none"
     patch_bias: bool = True
@@ -227,6 +231,9 @@ class DualEncoder(nn.Module):
             patch_bias=self.patch_bias,
             mean=self.image_mean,
             std=self.image_std,
+            video=self.video,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
             **kw,
         )
         if self.image_depth:

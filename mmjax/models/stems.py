@@ -1,4 +1,9 @@
-"""Image stems by name, for models that let the config choose one."""
+"""Image stems by name, for models that let the config choose one; "vivit" takes clips.
+
+stem="vivit" is `mmjax.models.video.ViViT` over clips [B, T, H, W, 3] with `video` its options
+(kind "joint" or "factorised", tubelet frames, depth, spatial_depth, temporal_depth, pool,
+mlp_dim), the model's patch_size, num_heads and width: a model that took an image takes a clip.
+"""
 
 from collections.abc import Sequence
 from typing import Any
@@ -8,6 +13,7 @@ import jax.numpy as jnp
 
 from mmjax.models.image import ConvStem, PatchStem
 from mmjax.models.resnet import ResNetStem
+from mmjax.models.video import ViViT
 
 DType = Any
 
@@ -28,6 +34,9 @@ def image_stem(
     patch_bias: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    video: dict | None = None,
+    num_heads: int = 4,
+    mlp_dim: int = 0,
     dtype: DType = jnp.float32,
     param_dtype: DType = jnp.float32,
     name: str = "stem",
@@ -37,7 +46,10 @@ def image_stem(
     `patch_kernel`, `keep_tokens`, `token_selector`, `class_token` and `patch_bias` are the
     patch stem's (`PatchStem.kernel_size`, `.keep_tokens`, `.token_selector`, ...); `coords`
     (CoordConv input channels) applies to patch and conv; `mean` and `std` (the pixel
-    normalisation) to every stem, None keeping the stem's own default.
+    normalisation) to every stem, None keeping the stem's own default. "vivit" (clips
+    [B, T, H, W, 3] -> [B, N, width]) is `ViViT` with the options in `video` (a dict of its
+    fields: kind, tubelet, depth, spatial_depth, temporal_depth, pool, mlp_dim), `patch_size`,
+    `num_heads` and `mlp_dim` (the model's, unless `video` has its own; 0: 4 * width).
     """
     kw = dict(posemb=posemb, dtype=dtype, param_dtype=param_dtype, name=name)
     kw.update({k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None})
@@ -59,4 +71,20 @@ def image_stem(
         return ConvStem(width, channels=conv_channels, coords=coords, **kw)
     if stem == "resnet":
         return ResNetStem(width, variant=resnet, **kw)
-    raise ValueError(f"Unknown stem {stem!r}; use 'patch', 'conv' or 'resnet'.")
+    if stem == "vivit":
+        return _vivit(width, patch_size, num_heads, {"mlp_dim": mlp_dim, **(video or {})}, kw)
+    raise ValueError(f"Unknown stem {stem!r}; use 'patch', 'conv', 'resnet' or 'vivit'.")
+
+
+VIVIT_OPTIONS = ("kind", "tubelet", "depth", "spatial_depth", "temporal_depth", "pool", "mlp_dim")
+
+
+def _vivit(width: int, patch_size: int, num_heads: int, video: dict, kw: dict) -> ViViT:
+    """The "vivit" stem; ValueError naming an option of `video` that ViViT does not have."""
+    unknown = sorted(set(video) - set(VIVIT_OPTIONS))
+    if unknown:
+        raise ValueError(f"model.video has no option {unknown}; use {VIVIT_OPTIONS}.")
+    kw = dict(kw)
+    if kw.pop("posemb") != "learn":
+        raise ValueError("stem='vivit' has learned position embeddings only (posemb='learn').")
+    return ViViT(width, patch_size=patch_size, num_heads=num_heads, **video, **kw)

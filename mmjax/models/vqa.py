@@ -44,7 +44,10 @@ class VQATransformer(nn.Module):
       keep_tokens: the "patch" stem keeps only this many tokens per image, those that
         `token_selector` picks (0 keeps all; see `PatchStem`).
       token_selector: a registered token selector (`mmjax.registry.TOKEN_SELECTORS`).
-      stem: "patch" (`PatchStem`), "conv" (`ConvStem`) or "resnet" (see `image_stem`).
+      stem: "patch" (`PatchStem`), "conv" (`ConvStem`), "resnet", or "vivit" for clips
+        [B, T, H, W, 3] in place of images (`mmjax.models.video.ViViT`; see `image_stem`).
+      video: the "vivit" stem's options (a dict: kind, tubelet, depth, spatial_depth,
+        temporal_depth, pool, mlp_dim; `mmjax.models.stems.VIVIT_OPTIONS`).
       conv_channels: channels of the "conv" stem.
       stem_coords: append pixel coordinates as input channels of the stem (CoordConv).
       posemb: image position embeddings, "learn" or "sincos2d".
@@ -89,6 +92,7 @@ class VQATransformer(nn.Module):
     stem: str = "patch"
     conv_channels: Sequence[int] = (32, 64, 128, 128)
     stem_coords: bool = False
+    video: Any = None
     posemb: str = "learn"
     share_image: bool = True
     pool: str = "bos"
@@ -152,6 +156,9 @@ class VQATransformer(nn.Module):
             coords=self.stem_coords,
             conv_channels=self.conv_channels,
             posemb=self.posemb,
+            video=self.video,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
             **kw,
         )
         image_tokens = constrain(stem(images), ("batch", None, None))

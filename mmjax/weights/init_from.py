@@ -6,6 +6,7 @@
         exclude="",                   # regex: of those, what keeps its initial value
         rename=(),                    # ((regex, replacement), ...) applied to the source's paths
         step=0,                       # a workdir's checkpoint (0: the newest)
+        inflate="average",            # optional: 2-D patch kernel -> video tubelet kernel
     )
 
 Paths are the new model's ("stem/embedding/kernel", as `config.sharding.rules` names them).
@@ -14,8 +15,11 @@ A parameter is selected when `include` matches it and `exclude` does not (big_vi
 dropped or left random: a selected parameter that the source lacks, a source parameter the
 selection covers that the model lacks (an architecture that differs), and a shape that differs
 are errors naming the parameters (and both shapes). Image position embeddings ([1, N, D]) of
-another grid are resampled to the model's (`mmjax.weights.posemb`). Values are cast to the
-model's parameter dtype.
+another grid are resampled to the model's (`mmjax.weights.posemb`). A 2-D patch kernel
+[p, p, C, D] loaded into a video tubelet kernel [t, p, p, C, D] is inflated by the rule
+`inflate` ("average": repeated over t and divided by t; "central": at the central frame,
+zeros elsewhere; `mmjax.models.video.inflate_kernel`), so a video model starts from an image
+model. Values are cast to the model's parameter dtype.
 
 The plan is made before the workdir is written (`Experiment.check_model`), and again when the
 train state is first initialised (`mmjax.train.steps`); a resumed run reads its own checkpoint
@@ -47,6 +51,7 @@ class InitPlan:
       source: the parameters read (`mmjax.weights.sources.Source`).
       loaded: {model path: array} to load, resampled and cast to the model's dtypes.
       resampled: {model path: (source shape, model shape)} of the resampled embeddings.
+      inflated: {model path: (source shape, model shape, rule)} of the inflated kernels.
       kept: the model's parameters left at their initial values.
       not_loaded: the source's parameters (after rename) that were not loaded.
     """
@@ -56,6 +61,7 @@ class InitPlan:
     resampled: dict[str, tuple]
     kept: list[str]
     not_loaded: list[str]
+    inflated: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
     def record(self) -> dict:
         """The workdir's record of where the run started from (JSON-serialisable)."""
@@ -66,6 +72,11 @@ class InitPlan:
             "description": self.source.description,
             "loaded": sorted(self.loaded),
             "resampled": {k: [list(a), list(b)] for k, (a, b) in self.resampled.items()},
+            **(
+                {"inflated": {k: [list(a), list(b), r] for k, (a, b, r) in self.inflated.items()}}
+                if self.inflated
+                else {}
+            ),
             "kept_initial": self.kept,
             "not_loaded": self.not_loaded + list(self.source.unused),
         }
@@ -124,10 +135,20 @@ def _selector(init):
     return selected
 
 
-def _fit(name: str, value: np.ndarray, target, resampled: dict) -> np.ndarray | None:
-    """`value` shaped for `target` (resampling an image posemb), or None when it cannot be."""
+def _fit(name: str, value: np.ndarray, target, resampled: dict, inflated=None):
+    """`value` shaped for `target`, or None when it cannot be.
+
+    An image posemb is resampled to another grid; with `inflated` = (rule, record dict), a 2-D
+    patch kernel is inflated into a tubelet kernel and noted in the record.
+    """
     if tuple(value.shape) == tuple(target.shape):
         return value.astype(target.dtype)
+    if inflated and value.ndim == 4 and tuple(target.shape[1:]) == tuple(value.shape):
+        from mmjax.models.video import inflate_kernel
+
+        rule, record = inflated
+        record[name] = (tuple(value.shape), tuple(target.shape), rule)
+        return inflate_kernel(value, target.shape[0], rule).astype(target.dtype)
     if name.endswith("pos_embedding") and posemb.can_resample(value.shape, target.shape):
         resampled[name] = (tuple(value.shape), tuple(target.shape))
         return posemb.resample(value, target.shape[1]).astype(target.dtype)
@@ -160,9 +181,12 @@ def make_plan(init, abstract_params) -> InitPlan:
             f"init_from: {len(homeless)} parameters of {where} have no place in the model (its "
             f"architecture differs): {_listing(homeless)}; match config.model, or exclude them"
         )
-    loaded, resampled, mismatched = {}, {}, []
+    loaded, resampled, inflated, mismatched = {}, {}, {}, []
+    rule = init.get("inflate", "average")
+    if rule not in ("average", "central"):
+        raise ConfigError(f"init_from.inflate={rule!r}: use 'average' or 'central'")
     for name in wanted:
-        value = _fit(name, np.asarray(available[name]), model[name], resampled)
+        value = _fit(name, np.asarray(available[name]), model[name], resampled, (rule, inflated))
         if value is None:
             mismatched.append(
                 f"{name} is {tuple(available[name].shape)} in the source but "
@@ -176,4 +200,4 @@ def make_plan(init, abstract_params) -> InitPlan:
         )
     kept = sorted(name for name in model if name not in loaded)
     not_loaded = sorted(name for name in available if name not in loaded)
-    return InitPlan(source, loaded, resampled, kept, not_loaded)
+    return InitPlan(source, loaded, resampled, kept, not_loaded, inflated)
