@@ -92,13 +92,14 @@ def checked_image(record: dict) -> np.ndarray:
     This is the one place where tasks read a record's pixels, so every task takes a clip where
     it took an image: a video dataset's records carry "video" instead of "image", and the
     example keeps the task's usual key ("image") with the clip's frames axis first; the model's
-    stem (e.g. `stem="vivit"`) decides what it reads. DataError naming the record if the
-    record has neither key, both, or an array of the wrong dtype or shape.
+    stem (e.g. `stem="vivit"`) decides what it reads. A record with both (a video dataset that
+    also gives one frame, for image models and single-frame baselines) gives its "image".
+    DataError naming the record if it has neither, or an array of the wrong dtype or shape.
     """
     where = f"record {record.get('id', '?')}"
     present = [key for key in MEDIA_KEYS if key in record]
-    if len(present) != 1:
-        raise DataError(f"{where}: needs exactly one of {MEDIA_KEYS}, has {present or 'neither'}")
+    if not present:
+        raise DataError(f"{where}: has no {' or '.join(repr(k) for k in MEDIA_KEYS)}")
     key = present[0]
     media = np.asarray(record[key])
     layout, ndim = ("HxWx3", 3) if key == "image" else ("TxHxWx3", 4)
