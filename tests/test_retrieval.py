@@ -344,6 +344,38 @@ def test_evaluator_accepts_one_caption_per_image():
         build_evaluator("test", {"type": "retrieval", "k": 1})
 
 
+def test_recall_per_caption_slot_equals_recall_over_that_slots_captions():
+    # 12 images x 3 caption slots, some slots empty; tied small-integer embeddings.
+    img, txt, _ = _tied_split(7, num_images=12, dim=3)
+    rng = np.random.default_rng(8)
+    slots = np.stack([img + rng.integers(-1, 2, size=img.shape) for _ in range(3)], axis=1)
+    slots = slots.astype(np.float32)  # [12, 3, 3]
+    valid = rng.random((12, 3)) < 0.8
+    valid[0] = False  # an image with no caption at all
+    names = ("any_order", "left_to_right", "counts")
+    config = {"type": "retrieval", "ks": (1, 3), "normalize": False, "caption_slots": names}
+    got = build_evaluator("test", dict(config, bootstrap_samples=50)).evaluate(
+        _padded_batches(img, slots, valid, 5)
+    )
+    owners = np.broadcast_to(np.arange(12)[:, None], valid.shape)
+    for r, name in enumerate(names):
+        # The slot's captions alone: t2i ranks are per caption against all images, so the same.
+        want = recall_at_k(img, slots[:, r][valid[:, r]], owners[:, r][valid[:, r]], ks=(1, 3))
+        for k in (1, 3):
+            assert got[f"t2i_r{k}/{name}"] == pytest.approx(want[f"t2i_r{k}"]), (name, k)
+            assert got[f"i2t_r{k}/{name}"] == pytest.approx(want[f"i2t_r{k}"]), (name, k)
+            low, high = got[f"t2i_r{k}/{name}.ci_low"], got[f"t2i_r{k}/{name}.ci_high"]
+            assert low <= got[f"t2i_r{k}/{name}"] <= high
+    flat = recall_at_k(img, slots[valid], owners[valid], ks=(1, 3))
+    assert got["t2i_r1"] == pytest.approx(flat["t2i_r1"])
+    # The slots really differ, so a per-slot figure is not the overall one relabelled.
+    assert len({round(got[f"i2t_r1/{n}"], 6) for n in names}) > 1
+    with pytest.raises(ValueError, match="caption_slots names 2"):
+        build_evaluator("test", dict(config, caption_slots=names[:2])).evaluate(
+            _padded_batches(img, slots, valid, 5)
+        )
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "sharded":
         _sharded_child(sys.argv[2])

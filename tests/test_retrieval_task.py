@@ -19,6 +19,8 @@ import pytest
 
 from mmjax.config_loader import load_config
 from mmjax.experiment import Experiment
+from mmjax.models.dual_encoder import DualEncoder
+from mmjax.tasks import hard_negatives
 from mmjax.tasks.retrieval import RetrievalTask, sample_captions
 from mmjax.workdir import Workdir
 
@@ -26,9 +28,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "retrieval_dual_encoder.py")
 
 
-def _setup(data_dir, workdir, loss="softmax", batch_size=4):
+def _setup(data_dir, workdir, loss="softmax", batch_size=4, hard="none"):
     config = load_config(
-        f"{CONFIG}:size=tiny,num_train=16,num_test=8,loss={loss}", [f"data.data_dir={data_dir}"]
+        f"{CONFIG}:size=tiny,num_train=16,num_test=8,loss={loss},hard={hard}",
+        [f"data.data_dir={data_dir}"],
     )
     # The workdir's tokenizer when there is one, else one built from the data and saved there.
     workdir = Workdir(workdir)
@@ -122,6 +125,34 @@ def test_loss_is_the_contrastive_loss_of_the_embeddings(kind, softmax_setup, los
     hits = np.mean(np.argmax(img @ txt.T, 1) == np.arange(4))
     np.testing.assert_allclose(float(metrics["batch_i2t_accuracy"]), hits)
     assert float(metrics["logit_scale"]) == pytest.approx(scale)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+def test_hard_negative_loss_is_that_of_the_swapped_captions_embeddings(kind, dirs, softmax_setup):
+    _, batch, params = softmax_setup
+    task, _ = _setup(*dirs, loss=kind, hard="both")  # the workdir's tokenizer: same ids
+    rng = jax.random.key(LOSS_RNG)
+    loss, metrics = jax.jit(task.loss)(params, batch, rng)
+    # The task's captions and swaps, redone here from the same rngs ...
+    caption_rng = jax.random.split(rng)[0]
+    chosen = sample_captions(batch["captions"], caption_rng)
+    swap_rngs = jax.random.split(jax.random.fold_in(caption_rng, 1), 2)
+    hard, valid = zip(
+        *(hard_negatives.swap_one_word(chosen, task.partners[g], swap_rngs[g]) for g in range(2))
+    )
+    hard, valid = np.stack(hard), np.stack(valid)
+    assert valid.all()  # every Sort-of-CLEVR caption names shapes and left/right/top/bottom
+    assert ((hard != np.asarray(chosen)[None]).sum(-1) == 1).all()  # one word each
+    # ... embedded by predict's text tower, give the loss.
+    embed = jax.jit(lambda p, t: task.model.apply({"params": p}, t, method=DualEncoder.embed_texts))
+    img = task.model.apply({"params": params}, batch["image"], method=DualEncoder.embed_images)
+    txt, hard_emb = embed(params, chosen), embed(params, hard)
+    out = dict(logit_scale=np.exp(float(params["log_logit_scale"])), logit_bias=-10.0)
+    want = task._hard_loss(img, txt, hard_emb, valid, out)
+    np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
+    plain = _numpy_loss(kind, np.asarray(img), np.asarray(txt), out["logit_scale"], -10.0)
+    assert float(loss) > plain  # the hard negatives add to the loss
+    assert 0.0 <= float(metrics["hard_i2t_accuracy"]) <= 1.0
 
 
 def test_each_image_meets_all_its_captions_and_never_a_padding_row():

@@ -16,6 +16,11 @@ model that gives every candidate the same score gets Recall@K = 0 (while K < the
 candidates), never credit for an arbitrary tie-break. Images with no caption are candidates for
 t2i but are not i2t queries.
 
+Per caption slot (`caption_slots`, a name for each of the R caption slots of an image, e.g. one
+per caption template): "t2i_r{K}/<name>" is text->image recall over that slot's caption queries
+(against every image, as above), and "i2t_r{K}/<name>" image->text recall with only that slot's
+captions as candidates (each image's own caption among the split's captions of that slot).
+
 Similarities are computed `chunk_size` queries at a time ([chunk_size, N] scores), so the full
 [N_images, N_texts] matrix is never held when the split is large. The result does not depend on
 the chunk size, up to the matmul's float rounding of individual scores.
@@ -177,9 +182,11 @@ class RetrievalEvaluator(ExampleEvaluator):
     up in the predictions, then in the batch; when absent every slot is valid. Image i of the
     split is the i-th real row seen; its valid captions belong to it.
 
-    Metrics: see `recall_at_k` (i2t_r{K}, t2i_r{K}, their chance levels, query counts); the
-    recalls with their intervals when bootstrap_samples > 0 (images resampled, each with its
-    captions; ranks stay those against the whole split). Per-example table: one row per image
+    Metrics: see `recall_at_k` (i2t_r{K}, t2i_r{K}, their chance levels, query counts); with
+    `caption_slots` (a name per caption slot r), the recalls per slot, "t2i_r{K}/<name>" and
+    "i2t_r{K}/<name>" (see the module docstring); the recalls with their intervals when
+    bootstrap_samples > 0 (images resampled, each with its captions; ranks stay those against
+    the whole split). Per-example table: one row per image
     query (scores i2t_r{K}: 1/0 hit) then one per caption query (t2i_r{K}), NaN in the other
     direction's columns; groups: the batch's image-level "group/<attr>" [B, GROUP_BYTES].
     """
@@ -192,6 +199,7 @@ class RetrievalEvaluator(ExampleEvaluator):
         text_key: str = "text_embedding",
         text_mask_key: str = "text_mask",
         normalize: bool = True,
+        caption_slots: Sequence[str] = (),
         bootstrap_samples: int = 0,
         confidence: float = 0.95,
         bootstrap_seed: int = 0,
@@ -203,14 +211,16 @@ class RetrievalEvaluator(ExampleEvaluator):
         self.text_key = text_key
         self.text_mask_key = text_mask_key
         self.normalize = normalize
+        self.caption_slots = tuple(str(name) for name in caption_slots)
 
-    def collect(self, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """The embeddings, owners and groups of the real rows of all batches.
+    def collect(self, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """The embeddings, owners, slots and groups of the real rows of all batches.
 
-        (image embeddings [Ni, D], caption embeddings [Nt, D], caption owners [Nt], image
-        groups: attribute -> str [Ni]).
+        (image embeddings [Ni, D], caption embeddings [Nt, D], caption owners [Nt], caption
+        slots [Nt] (each caption's index r among its image's R slots), image groups:
+        attribute -> str [Ni]).
         """
-        images, texts, text_ids, group_parts, sizes = [], [], [], [], []
+        images, texts, text_ids, slots, group_parts, sizes = [], [], [], [], [], []
         num_images = 0
         for batch, predicted in batches:
             mask = np.asarray(batch["_mask"], bool)
@@ -226,9 +236,11 @@ class RetrievalEvaluator(ExampleEvaluator):
             else:
                 valid = np.ones(text.shape[:2], bool)
             owner = np.broadcast_to(num_images + np.arange(image.shape[0])[:, None], valid.shape)
+            slot = np.broadcast_to(np.arange(valid.shape[1])[None, :], valid.shape)
             images.append(image)
             texts.append(text[valid])
             text_ids.append(owner[valid])
+            slots.append(slot[valid])
             group_parts.append(batch_groups(batch, mask))
             sizes.append(image.shape[0])
             num_images += image.shape[0]
@@ -240,11 +252,12 @@ class RetrievalEvaluator(ExampleEvaluator):
             image_emb = _l2_normalize(image_emb)
             text_emb = _l2_normalize(text_emb)
         groups = concat_groups(group_parts, sizes)
-        return image_emb, text_emb, np.concatenate(text_ids).astype(np.int64), groups
+        owners = np.concatenate(text_ids).astype(np.int64)
+        return image_emb, text_emb, owners, np.concatenate(slots).astype(np.int64), groups
 
     def score(self, batches) -> Scored:
         """Ranks every query once; the recalls under example weights are means of hits."""
-        image_emb, text_emb, owners, groups = self.collect(batches)
+        image_emb, text_emb, owners, slots, groups = self.collect(batches)
         constants = recall_at_k(image_emb, text_emb, owners, self.ks, self.chunk_size)
         i2t = image_to_text_ranks(image_emb, text_emb, owners, self.chunk_size)  # [Ni], -1
         t2i = text_to_image_ranks(image_emb, text_emb, owners, self.chunk_size)  # [Nt]
@@ -255,17 +268,49 @@ class RetrievalEvaluator(ExampleEvaluator):
             hits = np.where(i2t >= 0, (i2t < k).astype(np.float64), np.nan)
             scores[f"i2t_r{k}"] = np.concatenate([hits, image_rows])
             scores[f"t2i_r{k}"] = np.concatenate([text_rows, (t2i < k).astype(np.float64)])
+        scores.update(self._slot_scores(image_emb, text_emb, owners, slots, t2i))
         clusters = np.concatenate([np.arange(num_images), owners])
         table = ExampleTable(
             clusters, scores, {a: np.concatenate([v, v[owners]]) for a, v in groups.items()}
         )
         for name in scores:
-            constants.pop(name)
+            constants.pop(name, None)
 
         def statistic(weights: np.ndarray) -> dict[str, float]:
             return {name: weighted_mean(values, weights) for name, values in scores.items()}
 
         return Scored(table, statistic, constants)
+
+    def _slot_scores(self, image_emb, text_emb, owners, slots, t2i) -> dict[str, np.ndarray]:
+        """Per-example hits of each caption slot's recalls, NaN outside its queries.
+
+        Rows as in `score`: the Ni image queries, then the Nt caption queries. Raises
+        ValueError when there are more slots than names (an unnamed slot would go unscored).
+        """
+        if not self.caption_slots:
+            return {}
+        if slots.size and slots.max() >= len(self.caption_slots):
+            raise ValueError(
+                f"RetrievalEvaluator: captions fill {slots.max() + 1} slots but caption_slots "
+                f"names {len(self.caption_slots)}: {list(self.caption_slots)}"
+            )
+        num_images, num_texts = image_emb.shape[0], text_emb.shape[0]
+        scores = {}
+        for r, name in enumerate(self.caption_slots):
+            in_slot = slots == r
+            i2t = image_to_text_ranks(
+                image_emb, text_emb[in_slot], owners[in_slot], self.chunk_size
+            )  # [Ni], -1 for an image without a caption in this slot
+            for k in self.ks:
+                image_hits = np.where(i2t >= 0, (i2t < k).astype(np.float64), np.nan)
+                text_hits = np.where(in_slot, (t2i < k).astype(np.float64), np.nan)
+                scores[f"i2t_r{k}/{name}"] = np.concatenate(
+                    [image_hits, np.full(num_texts, np.nan)]
+                )
+                scores[f"t2i_r{k}/{name}"] = np.concatenate(
+                    [np.full(num_images, np.nan), text_hits]
+                )
+        return scores
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:

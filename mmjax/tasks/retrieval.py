@@ -51,6 +51,7 @@ from mmjax.evaluators.groups import GROUP_PREFIX, encode_values
 from mmjax.models import contrastive, partitioning
 from mmjax.models.build import build_model
 from mmjax.models.dual_encoder import DualEncoder
+from mmjax.tasks import hard_negatives
 from mmjax.tasks.base import Task, checked_image
 from mmjax.workdir import TOKENIZER_FILES
 
@@ -110,8 +111,12 @@ class RetrievalTask(Task):
         if self.loss_kind not in LOSSES:
             raise ConfigError(f"config.loss={self.loss_kind!r} is not one of {list(LOSSES)}")
         tokenizer_kind(config)
+        # Groups of word pairs, one hard negative caption per image and group (hard_negatives).
+        self.hard_groups = list(config.get("hard_negatives", ()))
+        hard_negatives.parse_groups(self.hard_groups)  # a malformed group fails before any data
         self._build_model(vocab_size=1)  # checks config.model before any data is read
         self.tokenizer = None
+        self.partners = None
 
     def _build_model(self, vocab_size: int):
         return build_model(
@@ -122,6 +127,17 @@ class RetrievalTask(Task):
         """Loads or builds the caption tokenizer (`load_or_build_tokenizer`); builds the model."""
         self.tokenizer = load_or_build_tokenizer(self.config, self.dataset, saved, "captions")
         self.model = self._build_model(self.tokenizer.vocab_size)
+        self.partners = jnp.asarray(
+            hard_negatives.partner_tables(
+                self.hard_groups, self._word_id, self.tokenizer.vocab_size
+            )
+        )
+
+    def _word_id(self, word: str) -> int | None:
+        """The id of `word` when the tokenizer encodes it as one known token, else None."""
+        ids = self.tokenizer.tokens_to_ids(word)
+        unk = getattr(self.tokenizer, "unk_id", UNK)
+        return ids[0] if len(ids) == 1 and ids[0] != unk else None
 
     def vocabularies(self) -> dict:
         """The tokenizer, by workdir file name."""
@@ -190,23 +206,50 @@ class RetrievalTask(Task):
     def loss(self, params, batch, rng):
         """The contrastive loss (config.loss) of each image and one of its captions.
 
+        With config.hard_negatives, each image's caption with one word swapped per group is an
+        extra negative (`mmjax.tasks.hard_negatives`); metric "hard_i2t_accuracy": the
+        fraction of (image, valid hard negative) pairs where the true caption scores higher.
+
         Metrics: "logit_scale", "logit_bias" (sigmoid only) and "batch_i2t_accuracy", the
         fraction of images whose own caption scores highest among the batch's captions.
         """
         caption_rng, dropout_rng = jax.random.split(rng)
         tokens = sample_captions(batch["captions"], caption_rng)  # [B, L]
+        swap_rng = jax.random.fold_in(caption_rng, 1)
+        groups = len(self.hard_groups)
+        if groups:
+            rngs = jax.random.split(swap_rng, groups)
+            hard, valid = jax.vmap(hard_negatives.swap_one_word, (None, 0, 0))(
+                tokens, self.partners, rngs
+            )  # [G, B, L], [G, B]
+            tokens = jnp.concatenate([tokens, hard.reshape(-1, tokens.shape[-1])])
         out, _ = self.model.apply(
             {"params": params}, batch["image"], tokens, train=True, rngs={"dropout": dropout_rng}
         )
         img, txt = out["image"], out["text"]
-        loss = contrastive_loss(self.loss_kind, img, txt, out["logit_scale"], out["logit_bias"])
+        metrics = {}
+        if groups:
+            txt, hard = txt[: img.shape[0]], txt[img.shape[0] :].reshape(groups, *img.shape)
+            loss = self._hard_loss(img, txt, hard, valid, out)
+            margin = jnp.sum(img * txt, -1) > jnp.einsum("id,gid->gi", img, hard)  # [G, B]
+            metrics["hard_i2t_accuracy"] = jnp.sum(margin & valid) / jnp.maximum(valid.sum(), 1)
+        else:
+            loss = contrastive_loss(self.loss_kind, img, txt, out["logit_scale"], out["logit_bias"])
         # [B, B] similarities of the global batch: small next to the towers, and a direct
         # read-out of how well the batch is sorted.
         hits = jnp.argmax(img @ txt.T, axis=1) == jnp.arange(img.shape[0])
-        metrics = {"logit_scale": out["logit_scale"], "batch_i2t_accuracy": hits.mean()}
+        metrics.update(logit_scale=out["logit_scale"], batch_i2t_accuracy=hits.mean())
         if self.loss_kind == "sigmoid":
             metrics["logit_bias"] = out["logit_bias"]
         return loss, metrics
+
+    def _hard_loss(self, img, txt, hard, valid, out):
+        """The config.loss with hard negatives hard [G, B, D] (valid [G, B])."""
+        if self.loss_kind == "softmax":
+            return hard_negatives.softmax_loss(img, txt, hard, valid, out["logit_scale"])
+        return hard_negatives.sigmoid_loss(
+            img, txt, hard, valid, out["logit_scale"], out["logit_bias"]
+        )
 
     def predict(self, params, batch, rng=None):
         """Embeddings of every image and every caption, for the retrieval evaluator.

@@ -180,6 +180,13 @@ def _join(phrases: list[str]) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
+# Names of the 5 captions' wordings, in `make_captions`' order (for scores per wording): "a red
+# square in the top left, ...", "there is a red square at the ...", "the image shows six
+# objects: a top left red square, ...", "from left to right: red square, ...", "two squares and
+# four circles: the red square is in the ...".
+CAPTION_NAMES = ("listing", "there_is", "image_shows", "left_to_right", "counts")
+
+
 def make_captions(rng: np.random.Generator, objects: dict, image_size: int = 75) -> list[str]:
     """Returns 5 captions listing every object's color, shape and 3x3-grid position.
 
