@@ -25,7 +25,8 @@ format under data_dir; evaluated on Karpathy's "val" split), `dataset=custom,dat
 written by `python -m mmjax.data.prepare` (evaluated on its "validation" split); images are
 resized and centre-cropped to image_size, and the first 5 captions of each image are used.
 
-Results (default size, this 2-core CPU): see the README's captioning table.
+Results: mmjax/projects/sort_of_clevr/results/default_captioning/README.md (run files and
+tables); the task: docs/captioning.md.
 """
 
 import ml_collections
@@ -87,8 +88,9 @@ def get_config(arg=None):
         stem=stem,
         # The patch stem as in the VQA config: 5-pixel patches, each embedded from the 15-pixel
         # window centred on it, and on Sort-of-CLEVR only the 64 patches farthest from the
-        # image's mean colour (the objects'). Against the conv stem's 25 tokens, the captions
-        # gave each object its right shape 99.5% of the time instead of 50% (chance).
+        # image's mean colour (the objects'). With the conv stem's 25 coarse tokens the captions
+        # named shapes at chance: the objects must be seen at patch resolution
+        # (mmjax/projects/sort_of_clevr/NOTES.md).
         patch_size=5,
         patch_kernel=15,
         keep_tokens=64 if sort_of_clevr and stem == "patch" else 0,

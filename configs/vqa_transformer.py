@@ -25,7 +25,8 @@ built from the training split; images are resized and centre-cropped to image_si
 with VQAv2 accuracy ("validation_vqa", "test_vqa"), and one whose lines give several answers
 ("answers": [...]) trains on their soft scores (docs/evaluation.md).
 
-Results (default size, this 2-core CPU): see the README's results table.
+Results: mmjax/projects/sort_of_clevr/results/default_vqa/README.md (run files and tables);
+the model and what was tried: docs/vqa.md, mmjax/projects/sort_of_clevr/NOTES.md.
 `size=tiny` exists for tests and trains for seconds.
 """
 
@@ -108,17 +109,18 @@ def get_config(arg=None):
         dropout_rate=0.0,
         posemb="sincos2d",
         share_image=True,
-        # The mean of the word embeddings, with no text block before it: relational 80.3%
-        # instead of 73.5% (count 98.5% instead of 82%) against one text block and the first
-        # token. A guess at why: the colour word then adds the same term to the query of every
-        # question type, so a count question finds its object as a shape question does.
+        # The mean of the word embeddings, with no text block before it: the colour word then
+        # adds the same term to the query of every question type, so a count question finds
+        # its object as a shape question does (it beat a text block and the first token;
+        # mmjax/projects/sort_of_clevr/NOTES.md).
         pool="mean",
         question_fusion="pooled",
         question_depth=0,
         condition_image="none",
         head_dim=None,
         # Each question's look-ups at the image are biased by the distance from where its colour
-        # word points (WordPointer): relational test accuracy 98.3% instead of 80.3%.
+        # word points (WordPointer): relational questions need the distance to the object the
+        # question names (results/default_vqa/README.md; without it, see NOTES.md).
         lookup_bias="pointer",
         dtype="float32",  # "bfloat16": bf16 compute; parameters and optimizer state stay f32
         remat=False,  # recompute each block's activations in the backward pass

@@ -1,9 +1,9 @@
 """Decode TFDS tf.Example records straight from their bytes, as TFDS's own decoding would.
 
 TFDS's NumPy path (`FeaturesDict.deserialize_example_np`) parses a record through generic
-per-key machinery: 0.43 ms per Sort-of-CLEVR record on this 2-core CPU, more than the rest
-of the input pipeline together. `ExampleDecoder` plans each key once from the features'
-serialized and decoded specs and then only converts values (0.12 ms), returning the same
+per-key machinery for every record, which on a small CPU cost more than the rest of the input
+pipeline together. `ExampleDecoder` plans each key once from the features' serialized and
+decoded specs and then only converts values (a fraction of the time), returning the same
 nested dict: numeric tensors as arrays of the decoded dtype and shape, numeric scalars as
 Python numbers, text as bytes (scalars) or lists of bytes, and tensors stored with
 `Encoding.BYTES` (raw pixels) as arrays viewed on the record's bytes.

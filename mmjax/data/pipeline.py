@@ -177,9 +177,9 @@ def train_dataset(
     and each process reads only its own examples.
 
     Batches are made of indices (`ShuffledBatchIndices`), then read as a whole; with the cache,
-    by one gather per key. A batch of 8 cached VQA examples costs the reader 0.3-0.5 ms of CPU,
-    against 0.9-1.2 ms when grain shuffled and batched the examples one by one: time taken
-    from the train step's cores on a small machine.
+    by one gather per key, far less reader CPU than grain shuffling and batching the examples
+    one by one: time taken from the train step's cores on a small machine
+    (`python -m experiments.benchmark` measures the pipeline against the step).
     """
     if len(source) // process_count < batch_size:
         raise ValueError(

@@ -99,8 +99,9 @@ def step_batch(local_batch: dict, mesh: jax.sharding.Mesh) -> dict:
     """The batch for a step jitted with `batch_sharding(mesh)` as its batch's in_shardings.
 
     In a single process that is the NumPy batch itself: the jitted call places it, which costs
-    the calling thread a quarter of a `jax.device_put` of the batch (0.25 against 1.1 ms a
-    default VQA step, measured), time it shares with the step's own work on a small machine.
+    the calling thread less than a separate `jax.device_put` of the batch, time it shares with
+    the step's own work on a small machine (`python -m experiments.benchmark` measures the
+    pipeline against the step).
     With several processes, `global_batch`.
     """
     return local_batch if jax.process_count() == 1 else global_batch(local_batch, mesh)

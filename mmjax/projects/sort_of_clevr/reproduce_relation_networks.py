@@ -60,8 +60,9 @@ def parse_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     add("--out", default=os.path.join(HERE, "results", "relation_networks"))
     add("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     add("--epochs", default="", help="budgets, e.g. relation_network=4,cnn_mlp=20")
-    # 64, not the paper's 256: a step costs 0.85 s instead of 5.4 s here (shared, under load),
-    # so the RN gets several epochs (35 minutes each) instead of a fraction of one.
+    # 64, not the paper's 256: g runs on all 625 object pairs, and at 256 one epoch takes hours
+    # on a 2-core CPU (probes/relation_network_speed.py times it), so the RN would get a
+    # fraction of an epoch instead of several.
     add("--g_width", type=int, default=64, help="width of the RN's g (the paper's: 256)")
     add("--evals_per_epoch", type=int, default=2, help="validation evaluations per epoch")
     add("--config_args", default="", help="key=value,... for every config file")
