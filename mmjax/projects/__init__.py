@@ -5,4 +5,4 @@ package is imported. The projects in `BUILTIN` ship with mmjax and are imported 
 registry lookup; another project is named in a config's `imports` list.
 """
 
-BUILTIN = ("mmjax.projects.sort_of_clevr",)
+BUILTIN = ("mmjax.projects.sort_of_clevr", "mmjax.projects.bouncing_shapes")

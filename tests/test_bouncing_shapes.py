@@ -1,0 +1,327 @@
+"""Bouncing shapes: renderer, motion, answer rules against the frames, determinism, TFDS build.
+
+The answer rules are checked against an independent computation: each object's track is read
+back from the rendered pixels (the bounding box of its colour in frames rendered with it
+alone), and every answer is recomputed from those tracks with code written here from the
+question text, not from the generator's own variables.
+"""
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+
+from mmjax.projects.bouncing_shapes import captions, clips, motion, questions
+from mmjax.projects.bouncing_shapes import tfds_builder as bs_tfds
+
+S, T = 64, 8
+RGB = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "orange": (255, 156, 0),
+    "gray": (128, 128, 128),
+    "yellow": (255, 255, 0),
+}
+SIZES = dict(num_train=12, num_validation=4, num_test=5)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """60 validation clips of the default shape."""
+    return list(clips.generate_split(0, 60, "validation"))
+
+
+# ---------------------------------------------------------------- renderer and motion
+
+
+def test_palette_and_answers():
+    assert [n for n, _ in motion.COLORS] == list(RGB) and [c for _, c in motion.COLORS] == list(
+        RGB.values()
+    )
+    assert set(questions.MOTION_FAMILIES) | set(questions.STATIC_FAMILIES) == set(
+        questions.QUESTION_FAMILIES
+    )
+    assert not set(questions.MOTION_FAMILIES) & set(questions.STATIC_FAMILIES)
+    assert len(set(questions.ANSWERS)) == len(questions.ANSWERS)
+
+
+def test_draw_frame_paints_each_shape_at_its_centre():
+    colors, shapes = np.array([0, 2, 5]), np.array([0, 1, 2])
+    centers = np.array([[10, 12], [40, 30], [55, 52]])
+    image = motion.draw_frame(colors, shapes, centers, S)
+    assert image.dtype == np.uint8 and image.shape == (S, S, 3)
+    # Square: the whole 11x11 box, nothing next to it.
+    assert (image[7:18, 5:16] == RGB["red"]).all()
+    assert (image[6, 5:16] == 255).all() and (image[7:18, 16] == 255).all()
+    # Disk of radius 5: centre, the 4 extreme pixels, not the box corners.
+    for y, x in ((30, 40), (25, 40), (35, 40), (30, 35), (30, 45)):
+        assert tuple(image[y, x]) == RGB["blue"], (x, y)
+    for y, x in ((25, 35), (35, 45)):
+        assert tuple(image[y, x]) == (255, 255, 255)
+    # Triangle pointing up: apex pixel alone on the top row, full base on the bottom row.
+    assert tuple(image[47, 55]) == RGB["yellow"] and tuple(image[47, 54]) == (255, 255, 255)
+    assert (image[57, 50:61] == RGB["yellow"]).all()
+    assert (image == 255).all(
+        -1
+    ).sum() == S * S - 121 - 81 - 61  # triangle rows: 1, 1, 3, 3, .., 9, 9, 11
+
+
+def test_bounce_reflects_at_the_wall():
+    low, high = motion.limits(S)
+    assert (low, high) == (5, 58)
+    track = motion.simulate(np.array([[54, 30]]), np.array([[3, -2]]), 5, S)
+    # x: 54, 57, 60 -> 2 * 58 - 60 = 56, then back 53, 50; y falls 2 a frame.
+    np.testing.assert_array_equal(track["position"][0, :, 0], [54, 57, 56, 53, 50])
+    np.testing.assert_array_equal(track["position"][0, :, 1], [30, 28, 26, 24, 22])
+    np.testing.assert_array_equal(track["hit_wall"][0], [0, 0, 2, 0, 0])  # right wall, frame 2
+    track = motion.simulate(np.array([[20, 7]]), np.array([[0, -4]]), 4, S)
+    np.testing.assert_array_equal(track["position"][0, :, 1], [7, 7, 11, 15])  # 3 -> 2*5-3
+    np.testing.assert_array_equal(track["hit_wall"][0], [0, 3, 0, 0])  # top wall
+
+
+def test_direction_of_velocity():
+    v = np.array([[-3, 1], [4, -2], [1, -5], [0, 2]])
+    assert [motion.DIRECTIONS[d] for d in motion.direction(v)] == ["left", "right", "up", "down"]
+
+
+# ---------------------------------------------------------------- answers from the frames
+
+
+def solo_tracks(objects):
+    """Each object's centre per frame, read from frames where it is drawn alone: [N, T, 2]."""
+    n, t = np.asarray(objects["position"]).shape[:2]
+    out = np.zeros((n, t, 2), int)
+    for i in range(n):
+        rgb = RGB[motion.COLOR_NAMES[objects["color"][i]]]
+        for f in range(t):
+            frame = motion.draw_frame(
+                objects["color"][i : i + 1],
+                objects["shape"][i : i + 1],
+                objects["position"][i : i + 1, f],
+                S,
+            )
+            ys, xs = np.nonzero((frame == rgb).all(-1))
+            out[i, f] = ((xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2)
+    return out
+
+
+def masks(objects, f):
+    """Each object's pixels in frame f, drawn alone: bool [N, S, S]."""
+    return np.stack(
+        [
+            motion.draw_frame([c], [s], [p[f]], S).min(-1) < 255
+            for c, s, p in zip(objects["color"], objects["shape"], objects["position"])
+        ]
+    )
+
+
+def expected_answer(family, subject, other, objects, track):
+    """The answer of a question, from the tracked centres and the objects' pixels."""
+    steps = np.diff(track, axis=1)  # [N, T-1, 2]
+    speed = np.linalg.norm(steps[:, 0], axis=-1)  # no bounce on the first step
+    color = [motion.COLOR_NAMES[c] for c in objects["color"]]
+    shape = [motion.SHAPES[s] for s in objects["shape"]]
+    if family == "shape":
+        return shape[subject]
+    if family == "left":
+        return "yes" if track[subject, T // 2, 0] < S / 2 else "no"
+    if family == "direction":
+        dx, dy = steps[subject, 0]
+        return (
+            ("left" if dx < 0 else "right") if abs(dx) > abs(dy) else ("up" if dy < 0 else "down")
+        )
+    if family in ("fastest", "slowest"):
+        return color[int(np.argmax(speed) if family == "fastest" else np.argmin(speed))]
+    if family == "approach":
+        start, end = (np.linalg.norm(track[subject, f] - track[other, f]) for f in (0, -1))
+        return "toward" if end < start else "away"
+    if family == "wall_hits":
+        # A bounce reverses the step's sign on an axis (zero steps skipped).
+        hits = 0
+        for axis in (0, 1):
+            signs = [np.sign(d) for d in steps[subject, :, axis] if d != 0]
+            hits += sum(a != b for a, b in zip(signs, signs[1:]))
+        return str(hits)
+    assert family == "first_touch"
+    for f in range(T):
+        m = masks(objects, f)
+        touched = [j for j in range(len(m)) if j != subject and (m[j] & m[subject]).any()]
+        if touched:
+            assert len(touched) == 1  # the generator asks only when one object is first
+            return shape[touched[0]]
+    return "nothing"
+
+
+def test_every_answer_matches_the_frames(sample):
+    families = set()
+    for clip in sample[:40]:
+        objects, q = clip["objects"], clip["questions"]
+        track = solo_tracks(objects)
+        np.testing.assert_array_equal(track, objects["position"])
+        for f, s, o, a in zip(q["family"], q["subject"], q["other"], q["answer"]):
+            family = questions.QUESTION_FAMILIES[f]
+            families.add(family)
+            assert questions.ANSWERS[a] == expected_answer(family, s, o, objects, track), family
+    assert families == set(questions.QUESTION_FAMILIES)
+
+
+def test_clip_frames_are_the_objects(sample):
+    for clip in sample[:10]:
+        objects = clip["objects"]
+        np.testing.assert_array_equal(clip["video"], motion.draw_clip(objects, S))
+        assert clip["video"].shape == (T, S, S, 3) and clip["video"].dtype == np.uint8
+        # Where an object is not covered, its full stencil is there in its colour.
+        for f in range(T):
+            m = masks(objects, f)
+            for i in range(len(m)):
+                later = m[i + 1 :].any(0)
+                rgb = RGB[motion.COLOR_NAMES[objects["color"][i]]]
+                assert (clip["video"][f][m[i] & ~later] == rgb).all()
+
+
+def test_question_text_names_subjects(sample):
+    for clip in sample[:10]:
+        q, colors = clip["questions"], clip["objects"]["color"]
+        for text, f, s, o in zip(q["text"], q["family"], q["subject"], q["other"]):
+            family = questions.QUESTION_FAMILIES[f]
+            names = [motion.COLOR_NAMES[colors[k]] for k in (s, o) if k >= 0]
+            assert text == questions.TEMPLATES[family].format(*names)
+            assert text in questions.known_questions()
+
+
+def test_answers_are_balanced_within_families(sample):
+    counts = {f: {} for f in questions.QUESTION_FAMILIES}
+    for clip in sample:
+        for f, a in zip(clip["questions"]["family"], clip["questions"]["answer"]):
+            family = questions.QUESTION_FAMILIES[f]
+            counts[family][questions.ANSWERS[a]] = counts[family].get(questions.ANSWERS[a], 0) + 1
+    for family in ("approach", "wall_hits", "first_touch", "direction", "shape", "left"):
+        seen = counts[family]
+        feasible = questions.feasible_answers(family, T)
+        assert set(seen) == set(feasible), family
+        # Uniform up to sampling noise (60 clips: 60 or 120 questions).
+        assert max(seen.values()) / sum(seen.values()) < 1.6 / len(feasible), (family, seen)
+
+
+# ---------------------------------------------------------------- captions
+
+
+def test_captions_name_each_objects_motion(sample):
+    tokenizer = __import__(
+        "mmjax.projects.bouncing_shapes.dataset", fromlist=["word_tokenizer"]
+    ).word_tokenizer()
+    for clip in sample[:20]:
+        objects, texts = clip["objects"], clip["captions"]
+        assert len(texts) == captions.NUM_CAPTIONS
+        assert texts[0] == captions.canonical_caption(objects)
+        for text in texts:
+            assert captions.motion_accuracy(text, objects) == 1.0, text
+            assert 1 not in tokenizer.tokens_to_ids(text), text  # no unknown word
+    objects = sample[0]["objects"]
+    n = len(objects["color"])
+    wrong = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    named = captions.named_directions(sample[0]["captions"][0])
+    first = motion.COLOR_NAMES[sorted(objects["color"])[0]]
+    broken = sample[0]["captions"][0].replace(f"{first} ", f"{first} ", 1)
+    head, _, rest = broken.partition(";")
+    for d, w in wrong.items():
+        if f" {d}" in head and named[first] == d:
+            head = head.replace(f"moves {d}", f"moves {w}")
+    assert captions.motion_accuracy(head + ";" + rest, objects) == (n - 1) / n
+    assert captions.motion_accuracy("the red square bounces off the left wall", objects) == 0.0
+
+
+# ---------------------------------------------------------------- determinism and splits
+
+
+def test_clip_is_a_function_of_seed_split_index():
+    a = clips.generate_clip(clips.clip_rng(0, "train", 3))
+    b = list(clips.generate_split(0, 4, "train"))[3]
+    np.testing.assert_array_equal(a["video"], b["video"])
+    assert a["questions"]["text"] == b["questions"]["text"] and a["captions"] == b["captions"]
+    other = clips.generate_clip(clips.clip_rng(1, "train", 3))
+    assert not np.array_equal(a["video"], other["video"])
+
+
+def test_splits_are_disjoint():
+    videos = {
+        split: {c["video"].tobytes() for c in clips.generate_split(0, 30, split)}
+        for split in clips.SPLITS
+    }
+    assert all(len(v) == 30 for v in videos.values())
+    assert not videos["train"] & videos["validation"] and not videos["train"] & videos["test"]
+    assert not videos["validation"] & videos["test"]
+
+
+def test_longer_clips_for_multi_clip_evaluation():
+    clip = clips.generate_clip(clips.clip_rng(0, "test", 0), num_frames=16)
+    assert clip["video"].shape == (16, S, S, 3)
+    assert questions.feasible_answers("wall_hits", 16) == ("0", "1", "2", "3", "4")
+    track = solo_tracks(clip["objects"])
+    for f, s, o, a in zip(
+        *(clip["questions"][k] for k in ("family", "subject", "other", "answer"))
+    ):
+        family = questions.QUESTION_FAMILIES[f]
+        if family not in ("left", "first_touch"):  # those two use T = 8 in expected_answer
+            assert questions.ANSWERS[a] == expected_answer(family, s, o, clip["objects"], track)
+
+
+# ---------------------------------------------------------------- TFDS
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("bouncing_shapes")
+    bs_tfds.build_bouncing_shapes(data_dir, **SIZES)
+    return data_dir
+
+
+def test_tfds_round_trip(built):
+    for split in clips.SPLITS:
+        source = bs_tfds.load_bouncing_shapes(built, split, **SIZES)
+        assert len(source) == SIZES[f"num_{split}"]
+        record = source[len(source) - 1]
+        clip = clips.generate_clip(clips.clip_rng(0, split, len(source) - 1))
+        np.testing.assert_array_equal(record["video"], clip["video"])
+        for key, value in clip["objects"].items():
+            np.testing.assert_array_equal(record["objects"][key], value)
+        for key in ("family", "subject", "other", "answer"):
+            np.testing.assert_array_equal(record["questions"][key], clip["questions"][key])
+        assert [t.decode() for t in record["questions"]["text"]] == clip["questions"]["text"]
+        assert [c.decode() for c in record["captions"]] == clip["captions"]
+
+
+def test_tfds_build_is_deterministic(built, tmp_path):
+    a = bs_tfds.build_bouncing_shapes(built, **SIZES)
+    b = bs_tfds.build_bouncing_shapes(tmp_path, **SIZES)
+    files = sorted(f for f in a.data_path.iterdir() if "array_record" in f.name)
+    assert len(files) == 3
+    for path in files:
+        assert path.read_bytes() == (b.data_path / path.name).read_bytes(), path.name
+    assert a.builder_config.name == "n12_v4_t5_f8_s64_o4_seed0"
+
+
+def test_tfds_source_pickles_and_missing_build_names_dir(built, tmp_path):
+    source = bs_tfds.load_bouncing_shapes(built, "test", **SIZES)
+    copy = pickle.loads(pickle.dumps(source))
+    np.testing.assert_array_equal(copy[2]["video"], source[2]["video"])
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        bs_tfds.load_bouncing_shapes(tmp_path, "train", **SIZES)
+
+
+# sha256 of the video of clip 0 (seed 0, defaults) of each split: a change to the generator
+# that changes the data shows here.
+CLIP0_SHA256 = {
+    "train": "f9b7951f0138ca1aae998d8f715d29de3c1308e74c5572880dbbc48f060545b7",
+    "validation": "90d19f0e4d0667e4e80360d22edf98bae95917d3879aa059cc4473436ba1ff27",
+    "test": "e707b4395ab864edc32f36d37ad4b90e3a9b60dac76c2a8fe2ea7e08357a7db4",
+}
+
+
+def test_clip0_checksums():
+    for split in clips.SPLITS:
+        video = clips.generate_clip(clips.clip_rng(0, split, 0))["video"]
+        digest = hashlib.sha256(video.tobytes()).hexdigest()
+        assert digest == CLIP0_SHA256[split], split
