@@ -1,0 +1,48 @@
+"""Video captioning and retrieval: the motion check of captions and the tiny configs' runs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmjax.projects.bouncing_shapes.caption_motion import MotionCaptionEvaluator
+from mmjax.projects.bouncing_shapes.dataset import word_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_motion_caption_evaluator_scores_each_objects_direction():
+    tokenizer = word_tokenizer()
+    texts = [
+        # red named right (left; "right wall" is a wall), blue named wrong (down, not up)
+        "the red circle moves left and bounces off the right wall; the blue square moves down.",
+        "the blue square moves up; the red circle moves left.",  # both right
+        "the red circle bounces off the left wall.",  # red named without a direction
+        "the red circle moves up.",  # a padding row: must not count
+    ]
+    tokens = np.stack([tokenizer.encode(t, 32)[1:] for t in texts])  # predictions have no BOS
+    batch = {
+        "object_color": np.array([[0, 2]] * 4),  # red, blue
+        "object_direction": np.array([[0, 2]] * 4),  # left, up
+        "_mask": np.array([True, True, True, False]),
+    }
+    evaluator = MotionCaptionEvaluator(tokenizer)
+    metrics = evaluator.evaluate([(batch, {"tokens": tokens})])
+    assert metrics["motion_named"] == pytest.approx(5 / 6)
+    assert metrics["motion_accuracy"] == pytest.approx(3 / 6)
+    assert metrics["motion_all_correct"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow  # 4-7 minutes on the shared 2-core CPU (load 11-15), both runs
+@pytest.mark.parametrize("config", ["video_caption", "video_retrieval"])
+def test_tiny_video_runs_train_and_evaluate(tmp_path, config):
+    spec = f"configs/{config}.py:size=tiny,num_train=16,num_validation=8,num_test=8"
+    command = [sys.executable, "-m", "mmjax.main", f"--config={spec},data_dir={tmp_path}/data"]
+    command.append(f"--workdir={tmp_path}/run")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = open(tmp_path / "run" / "metrics.jsonl").read()
+    key = "test_motion/motion_accuracy" if config == "video_caption" else "test/t2i_r1"
+    assert key in metrics
