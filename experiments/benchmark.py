@@ -1,28 +1,33 @@
 """Speed benchmarks: against the machine's peak and against what users would pick instead.
 
-  python -m experiments.benchmark --quick    # the VQA task, fewer reps
-  python -m experiments.benchmark            # every task, more reps and lengths
-  python -m experiments.benchmark --full     # also minutes to 94% relational VQA accuracy
+  python -m experiments.benchmark --quick    # the VQA task, fewer reps (under two minutes)
+  python -m experiments.benchmark            # every task, more reps and sizes
+  python -m experiments.benchmark --sections=fusion_attention,cached_attention --run=attention
 
-(`--quick` took 86 s of wall time alone on this 2-core machine on a quiet morning; more when busy.)
+Prints one JSON line per measurement, writes them to
+experiments/results/benchmarks/runs/<run>.jsonl (`--run`: "quick" or "default" unless given;
+the file starts with a `run` line: command, machine, load) and rewrites the results page,
+experiments/results/benchmarks/README.md, from every run file there (`report.py`).
+Sections (`--sections`, default all of the plan's):
 
-Prints one JSON line per measurement and rewrites results/benchmarks.md
-(`--results=PATH` elsewhere) with their tables, the goals and the command:
+- ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
+- steps: per task, the default config's train step (`train_steps.py`), its matmuls alone
+  (`matmul_floor.py`) and its input pipeline (`input_pipeline.py`);
+- width_scaling: the VQA step at larger widths (`width_scaling.py`), three times at the widest;
+- fusion_attention: `image_text_attention` against the per-question attention it replaces;
+- cached_attention: the captioner's decoding self-attention against its alternatives;
+- attention: our self-attention against jax.nn.dot_product_attention and einsums;
+- vilt: Hugging Face ViLT at the VQA model's shape, equal work (`vilt.py`; needs `.[bench]`).
 
-1. ceiling: a 2048^2 float32 matmul through XLA, GFLOP/s (`benchmarks/timing.py`);
-2. train_step: each task's default config (`benchmarks/train_steps.py`);
-   matmul_floor: each of those steps' own matmuls, alone (`benchmarks/matmul_floor.py`);
-   width_scaling: the VQA step at larger widths, not in --quick (`benchmarks/width_scaling.py`);
-3. attention: ours against jax.nn.dot_product_attention and einsums (`benchmarks/attention.py`);
-4. pipeline: grain's supply against the step's demand (`benchmarks/input_pipeline.py`);
-5. vilt: Hugging Face ViLT at the VQA model's shape (`benchmarks/vilt.py`; needs `.[bench]`);
-6. time_to_accuracy, with `--full` only (`benchmarks/time_to_accuracy.py`).
+Time to accuracy, which takes hours of CPU, is its own command
+(`python -m experiments.benchmarks.time_to_accuracy`, lines in runs/time_to_accuracy.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import platform
@@ -32,6 +37,9 @@ import jax
 
 from experiments.benchmarks import (
     attention,
+    budget_training,
+    cached_attention,
+    fusion_attention,
     input_pipeline,
     matmul_floor,
     report,
@@ -43,7 +51,7 @@ from experiments.benchmarks import (
 )
 
 RESULTS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "benchmarks.md"
+    os.path.dirname(os.path.abspath(__file__)), "results", "benchmarks", "README.md"
 )
 
 
@@ -57,9 +65,12 @@ class Plan:
       vilt_steps: train steps per repetition against ViLT (whose step takes seconds).
       vilt_reps: repetitions against ViLT.
       tasks: the tasks whose train steps are measured.
-      seq_lens: attention sequence lengths.
+      seq_lens: self-attention sequence lengths.
       attention_seconds: seconds of calls of an attention implementation per repetition.
-      widths: VQA model widths whose train step's utilisation is measured (none: skipped).
+      fusion_cases: `fusion_attention.SHAPES` measured.
+      cached_cases: `cached_attention.CASES` measured.
+      widths: VQA model widths whose train step's utilisation is measured.
+      widest_runs: measurements of the widest width (the goal asks for three).
       pipeline_batches: batches per repetition of the pipeline alone.
       vilt_variants: our VQA variants timed against ViLT (name -> config overrides).
     """
@@ -71,7 +82,10 @@ class Plan:
     tasks: tuple[str, ...]
     seq_lens: tuple[int, ...]
     attention_seconds: float
+    fusion_cases: tuple[str, ...]
+    cached_cases: tuple[str, ...]
     widths: tuple[int, ...]
+    widest_runs: int
     pipeline_batches: int
     vilt_variants: dict
 
@@ -90,9 +104,12 @@ PLANS = {
         vilt_steps=1,
         vilt_reps=3,
         tasks=("vqa",),
-        seq_lens=(64, 256),
+        seq_lens=(),
         attention_seconds=0.05,
+        fusion_cases=("default", "tokens_4x"),
+        cached_cases=("default",),
         widths=(),
+        widest_runs=1,
         pipeline_batches=10,
         vilt_variants={"ours": []},
     ),
@@ -100,15 +117,33 @@ PLANS = {
         reps=7,
         steps=25,
         vilt_steps=2,
-        vilt_reps=7,
+        vilt_reps=5,
         tasks=tuple(train_steps.TASK_CONFIGS),
-        seq_lens=(64, 256, 512),
+        seq_lens=(64, 256),
         attention_seconds=0.1,
+        fusion_cases=tuple(fusion_attention.SHAPES),
+        cached_cases=tuple(cached_attention.CASES),
         widths=(64, 128, 256, 512),
+        widest_runs=3,
         pipeline_batches=20,
         vilt_variants={"ours": [], "ours_single_stream": SINGLE_STREAM},
     ),
 }
+SECTIONS = (
+    "ceiling",
+    "fusion_attention",
+    "cached_attention",
+    "steps",
+    "vilt",
+    "width_scaling",
+    "attention",
+)
+
+
+def _paragraph(module, index: int = 1) -> str:
+    """Paragraph `index` of a module's docstring, on one line."""
+    return module.__doc__.strip().split("\n\n")[index].replace("\n", " ")
+
 
 NOTES = {
     "ceiling": "XLA's own float32 matmul on all cores; the two shapes timed in turns. The square "
@@ -120,127 +155,149 @@ NOTES = {
     "the previous one is waited for). FLOPs are XLA's cost analysis of the compiled step; "
     "`of ceiling` is the achieved FLOP/s over the 2048^2 matmul's, the two timed in turns so "
     "that both see the same load (model FLOPs utilisation).",
-    "matmul_floor": matmul_floor.__doc__.strip().split("\n\n")[1].replace("\n", " "),
-    "width_scaling": width_scaling.__doc__.strip().split("\n\n")[1].replace("\n", " "),
-    "attention": attention.__doc__.strip().split("\n\n")[1].replace("\n", " ")
-    + " Batch and heads are the default VQA model's ([8, L, 4, 16]). `speed vs jax.nn` above 1 "
-    "means ours is faster. Without dropout or returned weights ours calls "
-    "jax.nn.dot_product_attention itself, adding only the zeroing of fully masked rows.",
-    "pipeline": input_pipeline.__doc__.strip().split("\n\n")[1].replace("\n", " "),
+    "matmul_floor": _paragraph(matmul_floor)
+    + " `step / bound` is the step's utilisation over the utilisation at the floor.",
+    "width_scaling": _paragraph(width_scaling),
+    "fusion_attention": _paragraph(fusion_attention)
+    + " `vs naive` and `vs jax.nn` above 1 mean ours is faster.",
+    "cached_attention": _paragraph(cached_attention),
+    "attention": _paragraph(attention)
+    + " Batch and heads are the default VQA model's ([8, L, 4, 16]). Without dropout or returned "
+    "weights ours calls jax.nn.dot_product_attention itself, adding only the zeroing of fully "
+    "masked rows: no goal rests on this table.",
+    "pipeline": _paragraph(input_pipeline),
     "vilt": vilt.__doc__.strip().split("\n\n", 1)[1].replace("\n\n", " ").replace("\n", " "),
-    "time_to_accuracy": time_to_accuracy.__doc__.strip().split("\n\n")[1].replace("\n", " "),
+    "time_to_accuracy": _paragraph(time_to_accuracy) + " " + _paragraph(budget_training, 2),
 }
 
 
 class Results:
-    """Prints each measurement as a JSON line and keeps the results page up to date with them.
+    """Prints each measurement as a JSON line, appends it to the run's file, rewrites the page.
 
-    The file is rewritten after every line, marked incomplete until `finish`, so a run
-    stopped early (Ctrl-C on a busy machine) still leaves the tables of what it measured.
+    The page is rewritten from every run file after every line, so a run stopped early (Ctrl-C
+    on a busy machine) still leaves the tables of what it measured.
     """
 
-    def __init__(self, path: str, command: str, machine: str):
-        self.path, self.command, self.machine = path, command, machine
-        self.lines: list[dict] = []
+    def __init__(self, page: str, run: str, header: dict):
+        self.page = page
+        self.path = os.path.join(os.path.dirname(page), "runs", f"{run}.jsonl")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "w") as f:
+            f.write(json.dumps(header) + "\n")
+        self._write()
 
-    def _write(self, complete: bool) -> None:
-        text = report.render(self.lines, self.command, self.machine, NOTES, complete)
-        with open(self.path + ".tmp", "w") as f:
+    def _write(self) -> None:
+        runs = report.read_runs(os.path.dirname(self.path))
+        text = report.render_page(runs, NOTES)
+        with open(self.page + ".tmp", "w") as f:
             f.write(text)
-        os.replace(self.path + ".tmp", self.path)
+        os.replace(self.page + ".tmp", self.page)
 
     def emit(self, line: dict) -> None:
-        """Prints `line` and adds it to the results page."""
-        self.lines.append(line)
+        """Prints `line` (with the 1-minute load average now) and adds it to the run and page."""
+        line = dict(line, load_average_1min=round(os.getloadavg()[0], 2))
         print(json.dumps(line), flush=True)
-        self._write(complete=False)
-
-    def finish(self) -> None:
-        """Writes the results page without the incomplete mark."""
-        self._write(complete=True)
-        print(f"wrote {self.path}", file=sys.stderr)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        self._write()
 
 
-def _machine() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{os.cpu_count()} CPU cores ({platform.machine()}), JAX {jax.__version__} on "
-        f"{jax.devices()[0].device_kind} ({len(jax.devices())} device(s)); "
-        f"load average at the start {load} (a shared machine: other jobs ran alongside)."
-    )
+def run_header(command: str) -> dict:
+    """The `run` line that starts a run file: the command, the machine and its load now."""
+    return {
+        "section": "run",
+        "command": command,
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu_cores": os.cpu_count(),
+        "machine": f"{platform.machine()}, JAX {jax.__version__} on "
+        f"{jax.devices()[0].device_kind} ({len(jax.devices())} device(s)), no GPU",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
-def run(plan: Plan, full: bool, results: Results) -> None:
-    """Runs every measurement of `plan` (and time to accuracy if `full`) into `results`.
-
-    Those the goals are about come first: the VQA step, its pipeline, ViLT, attention.
-    """
-    emit = results.emit
-    # The square one is the ceiling; the thin one has the default VQA model's width.
-    for line in timing.matmul_ceilings([train_steps.CEILING, (4096, 64, 64)], max(5, plan.reps)):
-        emit(line)
-
-    vqa = train_steps.setup("vqa")
-    vqa_step = train_steps.measure(vqa, plan.reps, plan.steps)
-    emit(vqa_step)
-    emit(matmul_floor.measure(vqa, plan.reps, plan.steps))
-    emit(input_pipeline.measure(vqa, plan.pipeline_batches, plan.reps, plan.steps))
-
+def _vilt(plan: Plan, vqa, emit) -> None:
     try:
         import transformers  # noqa: F401
     except ImportError:
         print("vilt: skipped, transformers is missing (pip install -e '.[bench]')", file=sys.stderr)
-    else:
-        variants = {
-            name: train_steps.setup("vqa", overrides) if overrides else vqa
-            for name, overrides in plan.vilt_variants.items()
-        }
-        for line in vilt.measure(variants, plan.vilt_reps, plan.vilt_steps):
-            emit(line)
-        del variants
+        return
+    variants = {
+        name: train_steps.setup("vqa", overrides) if overrides else vqa
+        for name, overrides in plan.vilt_variants.items()
+    }
+    for line in vilt.measure(variants, plan.vilt_reps, plan.vilt_steps):
+        emit(line)
 
+
+def _steps(plan: Plan, bench, emit) -> dict:
+    step = train_steps.measure(bench, plan.reps, plan.steps)
+    emit(step)
+    emit(matmul_floor.measure(bench, plan.reps, plan.steps))
+    emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
+    return step
+
+
+def _widths(plan: Plan, vqa, vqa_step: dict | None, emit) -> None:
+    for width in plan.widths:
+        if vqa_step is not None and width == vqa.config.model.width:  # timed with the tasks
+            emit(width_scaling.line(vqa_step, vqa.config.model))
+            continue
+        bench = train_steps.setup("vqa", width_scaling.overrides(width))
+        for _ in range(plan.widest_runs if width == max(plan.widths) else 1):
+            emit(width_scaling.measure(bench, plan.reps))
+        del bench
+
+
+def run(plan: Plan, sections: tuple[str, ...], emit) -> None:
+    """Runs the `sections` of `plan`, passing each measurement to `emit`, in `SECTIONS` order."""
+    if "ceiling" in sections:
+        # The square one is the ceiling; the thin one has the default VQA model's width.
+        for line in timing.matmul_ceilings([train_steps.CEILING, (4096, 64, 64)], plan.reps):
+            emit(line)
     for backward in (False, True):
+        for case in plan.fusion_cases if "fusion_attention" in sections else ():
+            emit(fusion_attention.measure(case, backward, plan.reps, plan.attention_seconds))
+    for case in plan.cached_cases if "cached_attention" in sections else ():
+        emit(cached_attention.measure(case, plan.reps, plan.attention_seconds))
+    vqa = vqa_step = None
+    if "steps" in sections or "vilt" in sections:
+        vqa = train_steps.setup("vqa")
+    if "steps" in sections:
+        vqa_step = _steps(plan, vqa, emit)
+    if "vilt" in sections:
+        _vilt(plan, vqa, emit)
+    for name in plan.tasks if "steps" in sections else ():
+        if name != "vqa":
+            _steps(plan, train_steps.setup(name), emit)
+    if "width_scaling" in sections:
+        _widths(plan, vqa, vqa_step, emit)
+    for backward in (False, True) if "attention" in sections else ():
         for seq_len in plan.seq_lens:
             for masked in (False, True):
                 emit(
                     attention.measure(seq_len, masked, backward, plan.reps, plan.attention_seconds)
                 )
 
-    for name in plan.tasks:
-        if name == "vqa":
-            continue
-        bench = train_steps.setup(name)
-        emit(train_steps.measure(bench, plan.reps, plan.steps))
-        emit(matmul_floor.measure(bench, plan.reps, plan.steps))
-        emit(input_pipeline.measure(bench, plan.pipeline_batches, plan.reps, plan.steps))
-        del bench
-
-    for width in plan.widths:
-        if width == vqa.config.model.width:  # the default step, timed above
-            emit(width_scaling.line(vqa_step, vqa.config.model))
-            continue
-        bench = train_steps.setup("vqa", width_scaling.overrides(width))
-        emit(width_scaling.measure(bench, plan.reps))
-        del bench
-
-    if full:
-        emit(time_to_accuracy.measure())
-
 
 def main(argv: list[str] | None = None) -> None:
-    """Parses the flags, runs the benchmark and writes the results page (--results)."""
+    """Parses the flags, runs the benchmark and writes its run file and the results page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="VQA only, fewer repetitions")
-    parser.add_argument("--full", action="store_true", help="also time to 94%% relational")
-    parser.add_argument("--results", default=RESULTS, help="the Markdown file to rewrite")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
+    parser.add_argument("--run", default="", help="run file name (default: quick or default)")
+    parser.add_argument("--results", default=RESULTS, help="the results page to rewrite")
     args = parser.parse_args(argv)
-    command = "python -m experiments.benchmark" + "".join(
-        f" {flag}" for flag, on in (("--quick", args.quick), ("--full", args.full)) if on
+    sections = tuple(args.sections.split(","))
+    if unknown := sorted(set(sections) - set(SECTIONS)):
+        parser.error(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}")
+    command = "python -m experiments.benchmark" + " ".join(
+        [""]
+        + [f"{a}" for a in (argv if argv is not None else sys.argv[1:]) if "--results" not in a]
     )
-    # The load average before this run adds its own.
-    results = Results(args.results, command, _machine())
-    run(PLANS["quick" if args.quick else "default"], args.full, results)
-    results.finish()
+    plan_name = "quick" if args.quick else "default"
+    results = Results(args.results, args.run or plan_name, run_header(command))
+    run(PLANS[plan_name], sections, results.emit)
+    print(f"wrote {results.path} and {results.page}", file=sys.stderr)
 
 
 if __name__ == "__main__":

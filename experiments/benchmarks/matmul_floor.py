@@ -214,4 +214,5 @@ def measure(bench: StepSetup, reps: int, steps: int, repeats: int = 4) -> dict:
         "ceiling_gflops_per_s": ceiling_flops_per_s / 1e9,
         "mfu": step_flops / step_s / ceiling_flops_per_s,
         "mfu_bound": step_flops / floor_s / ceiling_flops_per_s,
+        "share_of_bound": floor_s / step_s,  # the step's utilisation over the bound's
     }

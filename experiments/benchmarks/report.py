@@ -1,15 +1,16 @@
 """The benchmark's JSON lines as its results page: one table per section, then the goals.
 
 A line is a flat dict with a `section`; `SECTIONS` names the fields each section's table
-shows (and so the fields every line of that section must have), `GOALS` what the issue asks
-of them. `render` is pure, so the formatting is tested without running a benchmark.
+shows (and so the fields every line of that section must have), `GOALS` (`goals.py`) what
+the issue asks of them. `render_page` is pure, so it is tested without running a benchmark.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable
+import json
+import os
+
+from experiments.benchmarks.goals import GOALS
 
 # section -> (title, [(field, column header, format)]).
 SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
@@ -50,6 +51,7 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("ceiling_gflops_per_s", "ceiling GFLOP/s, in turns", "{:.1f}"),
             ("mfu", "step: of ceiling", "{:.1%}"),
             ("mfu_bound", "at the floor: of ceiling", "{:.1%}"),
+            ("share_of_bound", "step / bound", "{:.1%}"),
         ],
     ),
     "width_scaling": (
@@ -65,8 +67,34 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("mfu", "of ceiling", "{:.1%}"),
         ],
     ),
+    "fusion_attention": (
+        "VQA fusion attention: image_text_attention against the attention it replaces, ms",
+        [
+            ("case", "case", "{}"),
+            ("shape", "shape", "{}"),
+            ("pass", "pass", "{}"),
+            ("ours_ms", "ours", "{:.3f}"),
+            ("naive_ms", "naive per question", "{:.3f}"),
+            ("jax_nn_ms", "jax.nn per question", "{:.3f}"),
+            ("speed_vs_naive", "ours: vs naive", "{:.2f}x"),
+            ("speed_vs_jax_nn", "ours: vs jax.nn", "{:.2f}x"),
+        ],
+    ),
+    "cached_attention": (
+        "Decoder self-attention at one generated token, with the cache: ms per call",
+        [
+            ("case", "case", "{}"),
+            ("shape", "shape", "{}"),
+            ("ours_ms", "ours (cached)", "{:.3f}"),
+            ("jax_nn_ms", "jax.nn (cached)", "{:.3f}"),
+            ("einsum_ms", "einsum (cached)", "{:.3f}"),
+            ("uncached_ms", "no cache: prefix recomputed", "{:.3f}"),
+            ("speed_vs_jax_nn", "ours: vs jax.nn", "{:.2f}x"),
+            ("speed_vs_uncached", "ours: vs no cache", "{:.2f}x"),
+        ],
+    ),
     "attention": (
-        "Attention, forward and forward+backward: milliseconds per call",
+        "Self-attention, forward and forward+backward: milliseconds per call",
         [
             ("pass", "pass", "{}"),
             ("mask", "mask", "{}"),
@@ -82,6 +110,7 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         "Input pipeline (grain) against the train step",
         [
             ("task", "task", "{}"),
+            ("cache_mb", "cache_mb", "{}"),
             ("first_epoch_examples_per_s", "pipeline examples/s, first epoch", "{:.0f}"),
             ("pipeline_examples_per_s", "pipeline examples/s, later epochs", "{:.0f}"),
             ("step_examples_per_s", "step examples/s", "{:.0f}"),
@@ -104,115 +133,19 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ],
     ),
     "time_to_accuracy": (
-        "Time to accuracy (default VQA config, `--full` only)",
+        "Validation accuracy after equal CPU budgets: mmjax, ViLT and the Relation Network",
         [
-            ("target", "target", "{:.0%}"),
-            ("metric", "metric", "{}"),
-            ("reached", "reached", "{}"),
-            ("minutes", "minutes", "{:.1f}"),
-            ("step", "step", "{}"),
-            ("best", "best seen", "{:.1%}"),
+            ("model", "model", "{}"),
+            ("cpu_budget_s", "CPU s of training", "{:.0f}"),
+            ("cpu_minutes_2_cores", "= minutes of 2 cores", "{:.1f}"),
+            ("steps", "steps", "{}"),
+            ("train_wall_s", "wall s", "{:.0f}"),
+            ("cores_used", "cores it got", "{:.2f}"),
+            ("non_relational", "non-relational", "{:.1%}"),
+            ("relational", "relational", "{:.1%}"),
         ],
     ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Goal:
-    """One target of the issue: a value read from the lines of a section, and its threshold.
-
-    Attributes:
-      text: what is asked, in words.
-      section: the section whose lines hold the value.
-      value: lines of that section -> the value, or None when none of the lines hold it.
-      met: value -> whether the target is reached.
-      fmt: format of the value.
-      context: all the lines -> a few words shown after the value (what limits it), or None.
-    """
-
-    text: str
-    section: str
-    value: Callable[[list[dict]], float | None]
-    met: Callable[[float], bool]
-    fmt: str
-    context: Callable[[list[dict]], str | None] = lambda lines: None
-
-
-def _first(lines: list[dict], field: str, **where) -> float | None:
-    for line in lines:
-        if all(line.get(k) == v for k, v in where.items()) and line.get(field) is not None:
-            return line[field]
-    return None
-
-
-def _mfu_limits(lines: list[dict]) -> str | None:
-    """What bounds the default VQA step's utilisation: its matmuls alone, and a wider model."""
-    parts = []
-    floor = [line for line in lines if line["section"] == "matmul_floor"]
-    if (bound := _first(floor, "mfu_bound", task="vqa")) is not None:
-        parts.append(f"its matmuls alone allow at most {bound:.1%}")
-    widths = [line for line in lines if line["section"] == "width_scaling"]
-    if widths:
-        widest = max(widths, key=lambda line: line["width"])
-        parts.append(f"{widest['mfu']:.1%} at width {widest['width']}")
-    return "; ".join(parts) or None
-
-
-def _geometric_mean(lines: list[dict], field: str) -> float | None:
-    values = [line[field] for line in lines if line.get(field) is not None]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
-
-
-# Our attention runs jax.nn.dot_product_attention itself where it can: the same XLA program
-# in the unmasked cases, whose measured ratios still scatter by 5-10% either way on this
-# shared machine. So "at least as fast" is judged over all cases together (their geometric
-# mean), within 5%; the table shows each case.
-GOALS = [
-    Goal(
-        "model FLOPs utilisation of the default VQA train step >= 50% of the ceiling",
-        "train_step",
-        lambda lines: _first(lines, "mfu", task="vqa"),
-        lambda v: v >= 0.5,
-        "{:.1%}",
-        _mfu_limits,
-    ),
-    Goal(
-        "our attention at least as fast as jax.nn.dot_product_attention (geometric mean of "
-        "the cases, 5% noise)",
-        "attention",
-        lambda lines: _geometric_mean(lines, "speed_vs_jax_nn"),
-        lambda v: v >= 0.95,
-        "{:.2f}x",
-    ),
-    Goal(
-        ">= 3x ViLT's training examples/s at equal width, depth and heads",
-        "vilt",
-        lambda lines: _first(lines, "speed_vs_vilt", model="mmjax VQATransformer (default)"),
-        lambda v: v >= 3.0,
-        "{:.2f}x",
-    ),
-    Goal(
-        "pipeline delivers >= 10x what the VQA step consumes",
-        "pipeline",
-        lambda lines: _first(lines, "supply_ratio", task="vqa"),
-        lambda v: v >= 10.0,
-        "{:.1f}x",
-    ),
-    Goal(
-        "VQA step on real data within 5% of the constant-batch step",
-        "pipeline",
-        lambda lines: _first(lines, "real_data_slowdown", task="vqa"),
-        lambda v: v <= 0.05,
-        "{:+.1%}",
-    ),
-    Goal(
-        "94% relational validation accuracy in <= 60 minutes",
-        "time_to_accuracy",
-        lambda lines: _first(lines, "minutes", reached=True),
-        lambda v: v <= 60.0,
-        "{:.1f} min",
-    ),
-]
 
 
 def missing_fields(line: dict) -> list[str]:
@@ -238,63 +171,98 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render(
-    lines: list[dict], command: str, machine: str, notes: dict[str, str], complete: bool = True
-) -> str:
-    """The results page for `lines`: the command, the machine, the goals, one table per section.
+def read_runs(folder: str) -> dict[str, list[dict]]:
+    """Run name -> its lines, from every `<name>.jsonl` in `folder`, in name order.
+
+    A line being written (the last, cut short) is left out.
+    """
+    runs = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".jsonl"):
+            continue
+        lines = []
+        with open(os.path.join(folder, name)) as f:
+            for text in f:
+                try:
+                    lines.append(json.loads(text))
+                except json.JSONDecodeError:
+                    continue
+        runs[name[: -len(".jsonl")]] = lines
+    return runs
+
+
+def _header(runs: dict[str, list[dict]]) -> list[str]:
+    rows = []
+    for name, lines in runs.items():
+        head = next((line for line in lines if line["section"] == "run"), {})
+        loads = [line["load_average_1min"] for line in lines if "load_average_1min" in line]
+        rows.append(
+            [
+                f"`runs/{name}.jsonl`",
+                f"`{head.get('command', '?')}`",
+                head.get("started", "?"),
+                str(len([line for line in lines if line["section"] != "run"])),
+                ", ".join(f"{x:.2f}" for x in head.get("load_average", [])),
+                f"{min(loads):.2f} - {max(loads):.2f}" if loads else "n/a",
+            ]
+        )
+    header = ["run file", "command", "started", "lines", "load average at start", "1-min load"]
+    return _table(header, rows)
+
+
+def _goals(lines: list[dict]) -> list[str]:
+    rows = []
+    for goal in GOALS:
+        own = [line for line in lines if line["section"] == goal.section]
+        value = goal.value(own)
+        met = "not measured" if value is None else ("yes" if goal.met(value, own) else "**no**")
+        context = goal.context(own) if own else None
+        measured = _cell(value, goal.fmt) + (f" ({context})" if context else "")
+        rows.append([goal.text, measured, met])
+    return _table(["goal", "measured", "met"], rows)
+
+
+def render_page(runs: dict[str, list[dict]], notes: dict[str, str]) -> str:
+    """The results page of `runs` (name -> lines): the runs, the goals, one table per section.
 
     Args:
-      lines: the benchmark's measurements (dicts with a `section`).
-      command: the command that produced them.
-      machine: one line describing where they ran.
+      runs: run name -> its lines (a `run` line with the command, then measurements).
       notes: section -> a paragraph printed under its table (method, differences).
-      complete: False marks the file as holding only what a running or stopped run measured.
 
     Raises:
-      ValueError naming the line and the fields its table needs that it lacks.
+      ValueError naming a line and the fields its table needs that it lacks.
     """
-    for line in lines:
-        if missing := missing_fields(line):
-            raise ValueError(f"benchmark line {line} lacks the fields {missing} of its table")
+    lines = []
+    for name, run_lines in runs.items():
+        for line in run_lines:
+            if line["section"] == "run":
+                continue
+            if missing := missing_fields(line):
+                raise ValueError(f"benchmark line {line} lacks the fields {missing} of its table")
+            lines.append(dict(line, run=name))
     out = [
         "# Benchmarks",
         "",
-        "Written by the command below; do not edit by hand. Every number is a median of "
-        "several repetitions after warm-up, and every ratio is measured side by side in the "
-        "same process, the candidates timed in turns.",
+        "Written by `python -m experiments.benchmark` from the JSON lines under `runs/`; do not "
+        "edit by hand. Every number is a median of several repetitions after warm-up, and every "
+        "ratio is measured side by side in one run, the candidates timed in turns. The machine: "
+        "2 shared CPU cores, no GPU (none was lent to this session, so there are no bf16/GPU "
+        "lines); other jobs ran alongside, so the load average is recorded with every line.",
         "",
-        "```bash",
-        command,
-        "```",
+        *_header(runs),
         "",
-        f"Machine: {machine}",
-        "",
-    ]
-    if not complete:
-        out += [
-            f"**Incomplete**: the run was still going, or was stopped, after {len(lines)} "
-            "measurements.",
-            "",
-        ]
-    out += [
         "## Goals",
         "",
+        *_goals(lines),
     ]
-    rows = []
-    for goal in GOALS:
-        value = goal.value([line for line in lines if line["section"] == goal.section])
-        met = "not measured" if value is None else ("yes" if goal.met(value) else "**no**")
-        context = goal.context(lines)
-        measured = _cell(value, goal.fmt) + (f" ({context})" if context else "")
-        rows.append([goal.text, measured, met])
-    out += _table(["goal", "measured", "met"], rows)
     for section, (title, columns) in SECTIONS.items():
         section_lines = [line for line in lines if line["section"] == section]
         if not section_lines:
             continue
         out += ["", f"## {title}", ""]
-        rows = [[_cell(line[f], fmt) for f, _, fmt in columns] for line in section_lines]
+        columns = [*columns, ("run", "run", "{}"), ("load_average_1min", "load", "{:.1f}")]
+        rows = [[_cell(line.get(f), fmt) for f, _, fmt in columns] for line in section_lines]
         out += _table([header for _, header, _ in columns], rows)
-        if section in notes:
+        if notes.get(section):
             out += ["", notes[section]]
     return "\n".join(out) + "\n"

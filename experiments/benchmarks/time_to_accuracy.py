@@ -1,85 +1,80 @@
-"""Minutes of this machine for the default VQA config to reach a validation accuracy (`--full`).
+"""Validation accuracy after equal CPU budgets: mmjax's default VQA model, ViLT and the RN.
 
-Runs `python -m mmjax.main` on the default VQA config in a fresh temporary workdir, with the
-validation evaluation every `eval_every` steps (the test split is scored once, at the end of a
-run, so it cannot time a run), watches its metrics.jsonl, and stops the run
-(SIGTERM: it saves and exits) at the first evaluation that reaches the target, or when the
-run ends or the time limit passes. Minutes are wall-clock minutes from the launch, so they
-include compilation and the evaluations; the dataset is already built by then.
+Each candidate of `budget_training.CANDIDATES` trains in a process of its own, the candidates
+one after another (in turns), each for the same budgets of process CPU seconds of training
+(2 cores x N minutes = 120 N CPU seconds), and is scored on the validation split at each budget
+(non-relational and relational accuracy; the evaluations are not counted in the budget). CPU
+seconds rather than wall minutes, because the machine is shared: a process under load gets
+fewer cores, and CPU time counts what it got (contention still inflates it somewhat).
+
+  python -m experiments.benchmarks.time_to_accuracy --budgets=60,150,300,600 \
+      --out=experiments/results/benchmarks/runs/time_to_accuracy.jsonl
+
+(`--quick`: 15 CPU seconds each, scored on 100 validation images: it only shows that every
+candidate trains and is scored.)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Iterator
 
-from mmjax.workdir import METRICS, read_metrics
+from experiments.benchmarks.budget_training import CANDIDATES
 
-CONFIG = "configs/vqa_transformer.py"  # relative to the repository
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _evaluations(metrics_path: str, metric: str) -> list[tuple[int, float]]:
-    if not os.path.exists(metrics_path):
-        return []
-    # read_metrics leaves out a last line still being written.
-    records = read_metrics(metrics_path)
-    return [(int(r["step"]), float(r[metric])) for r in records if metric in r]
+FULL_BUDGETS = (60.0, 150.0, 300.0, 600.0, 1200.0, 2400.0)  # 0.5 .. 20 minutes of 2 cores
+# --quick only shows that every candidate trains and is scored: 15 CPU seconds each, scored on
+# 100 validation images.
+QUICK_BUDGETS, QUICK_IMAGES = (15.0,), 100
 
 
 def measure(
-    target: float = 0.94,
-    metric: str = "validation/accuracy/relational",
-    eval_every: int = 500,
-    max_minutes: float = 120.0,
-    poll_s: float = 5.0,
-) -> dict:
-    """One `time_to_accuracy` line: when (minutes, step) `metric` first reached `target`.
+    budgets: tuple[float, ...], candidates=tuple(CANDIDATES), eval_images: int = 0
+) -> Iterator[dict]:
+    """`time_to_accuracy` lines of every candidate at every budget, each as soon as it is scored.
 
-    `reached` is False, and `minutes` None, when the run ended or `max_minutes` passed first;
-    `best` is the best value seen either way.
+    Scored on the first `eval_images` validation images (0: all). A candidate whose process
+    fails yields nothing further; its error goes to stderr.
     """
-    with tempfile.TemporaryDirectory(prefix="mmjax-time-to-accuracy-") as workdir:
+    for candidate in candidates:
         command = [
             sys.executable,
             "-m",
-            "mmjax.main",
-            f"--config={CONFIG}",
-            f"--workdir={workdir}",
-            f"--config.evals.validation.every={eval_every}",
+            "experiments.benchmarks.budget_training",
+            f"--candidate={candidate}",
+            "--budgets=" + ",".join(f"{b:g}" for b in budgets),
+            f"--eval_images={eval_images}",
         ]
-        start = time.perf_counter()
-        with open(os.path.join(workdir, "log.txt"), "w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-            reached_at = None
-            try:
-                while reached_at is None:
-                    done = process.poll() is not None
-                    evaluations = _evaluations(os.path.join(workdir, METRICS), metric)
-                    hits = [(s, v) for s, v in evaluations if v >= target]
-                    if hits:
-                        reached_at = (hits[0][0], (time.perf_counter() - start) / 60)
-                    elif done or time.perf_counter() - start > 60 * max_minutes:
-                        break
-                    else:
-                        time.sleep(poll_s)
-            finally:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    process.wait(timeout=120)
-        best = max((v for _, v in evaluations), default=None)
-        return {
-            "section": "time_to_accuracy",
-            "config": CONFIG,
-            "target": target,
-            "metric": metric,
-            "reached": reached_at is not None,
-            "minutes": None if reached_at is None else reached_at[1],
-            "step": None if reached_at is None else reached_at[0],
-            "best": best,
-            "exit_code": process.returncode,
-        }
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
+            for text in process.stdout:
+                if text.startswith("{"):
+                    yield json.loads(text)
+        if process.returncode:
+            print(f"time_to_accuracy: {candidate} exited {process.returncode}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs `measure` for --budgets and appends its lines to --out (and prints them)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in FULL_BUDGETS))
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--out", required=True, help="JSON lines file to append to")
+    parser.add_argument("--quick", action="store_true", help="15 CPU s each, 100 images")
+    args = parser.parse_args(argv)
+    budgets = tuple(float(b) for b in args.budgets.split(","))
+    images = 0
+    if args.quick:
+        budgets, images = QUICK_BUDGETS, QUICK_IMAGES
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    for line in measure(budgets, tuple(args.candidates.split(",")), images):
+        print(json.dumps(line), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()

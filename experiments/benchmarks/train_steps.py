@@ -28,6 +28,8 @@ TASK_CONFIGS = {
     "captioning": ("configs/caption_transformer.py", "image + its 5 captions"),
     "retrieval": ("configs/retrieval_dual_encoder.py", "image + 1 caption"),
     "autoencoding": ("configs/autoencoder.py", "image + its caption"),
+    "video_captioning": ("configs/video_caption.py", "clip of 8 frames + its caption"),
+    "video_retrieval": ("configs/video_retrieval.py", "clip of 8 frames + 1 caption"),
 }
 
 

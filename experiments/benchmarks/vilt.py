@@ -34,66 +34,98 @@ from experiments.benchmarks.timing import interleaved_medians
 from experiments.benchmarks.train_steps import StepSetup
 
 
+def vilt_config(model_config, vocab_size: int, image_size: int, question_len: int, labels: int):
+    """A `transformers.ViltConfig` of our VQA model's shape (`config.model`), see the docstring."""
+    import transformers
+
+    patch_size = model_config.patch_size if model_config.stem == "patch" else image_size // 5
+    return transformers.ViltConfig(
+        vocab_size=vocab_size,
+        hidden_size=model_config.width,
+        num_hidden_layers=model_config.depth,
+        num_attention_heads=model_config.num_heads,
+        intermediate_size=model_config.mlp_dim,
+        hidden_dropout_prob=model_config.dropout_rate,
+        attention_probs_dropout_prob=0.0,
+        image_size=image_size,
+        patch_size=patch_size,
+        max_position_embeddings=question_len,
+        num_labels=labels,
+        pad_token_id=0,
+    )
+
+
+def torch_inputs(batch: dict, start: int = 0, stop: int | None = None):
+    """ViLT's inputs and answers for images [start:stop] of our VQA batch, one pair per question.
+
+    `batch` holds image uint8 [B, H, W, 3], question int [B, Q, L] and answer int [B, Q]; the
+    result is (dict of pixel_values float [b*Q, 3, H, W] in [-1, 1], pixel_mask, input_ids,
+    attention_mask, and answers long [b*Q], -1 for a padding question).
+    """
+    import torch
+
+    images = np.asarray(jax.device_get(batch["image"]))[start:stop]
+    questions = np.asarray(jax.device_get(batch["question"]))[start:stop]
+    answers = np.asarray(jax.device_get(batch["answer"]))[start:stop]
+    b, q, length = questions.shape
+    size = images.shape[1]
+    pixels = torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
+    ids = questions.reshape(b * q, length)
+    inputs = dict(
+        pixel_values=pixels.repeat_interleave(q, dim=0),
+        pixel_mask=torch.ones(b * q, size, size, dtype=torch.long),
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(ids != 0, dtype=torch.long),
+    )
+    return inputs, torch.tensor(answers.reshape(-1), dtype=torch.long)
+
+
 class ViltStep:
-    """One ViLT training step on fixed inputs built from our VQA batch.
+    """ViLT training steps (forward, cross-entropy, backward, clipping, AdamW) on our VQA batches.
 
     Attributes:
       model: the `ViltForQuestionAnswering`.
       parameters: its parameter count.
-      batch: the number of (image, question) pairs per step.
+      batch: the number of (image, question) pairs per step of `bench`'s batch.
     """
 
-    def __init__(self, bench: StepSetup, threads: int):
+    def __init__(self, bench: StepSetup, threads: int, lr: float = 1e-3, b2: float = 0.999):
         import torch
         import transformers
 
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model_config = bench.config.model
-        images = np.asarray(jax.device_get(bench.batch["image"]))  # [B, H, W, 3] uint8
-        questions = np.asarray(jax.device_get(bench.batch["question"]))  # [B, Q, L]
-        answers = np.asarray(jax.device_get(bench.batch["answer"]))  # [B, Q]
-        b, q, length = questions.shape
-        size = images.shape[1]
-        patch_size = model_config.patch_size if model_config.stem == "patch" else size // 5
-        config = transformers.ViltConfig(
-            vocab_size=bench.task.tokenizer.vocab_size,
-            hidden_size=model_config.width,
-            num_hidden_layers=model_config.depth,
-            num_attention_heads=model_config.num_heads,
-            intermediate_size=model_config.mlp_dim,
-            hidden_dropout_prob=model_config.dropout_rate,
-            attention_probs_dropout_prob=0.0,
-            image_size=size,
-            patch_size=patch_size,
-            max_position_embeddings=length,
-            num_labels=10,
-            pad_token_id=0,
+        questions = bench.batch["question"]
+        config = vilt_config(
+            bench.config.model,
+            bench.task.tokenizer.vocab_size,
+            bench.batch["image"].shape[1],
+            questions.shape[-1],
+            bench.task.evaluator_context["num_classes"],
         )
         self.model = transformers.ViltForQuestionAnswering(config).train()
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        self.batch = b * q
-        pixels = torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
-        self._inputs = dict(
-            pixel_values=pixels.repeat_interleave(q, dim=0),
-            pixel_mask=torch.ones(b * q, size, size, dtype=torch.long),
-            input_ids=torch.tensor(questions.reshape(b * q, length), dtype=torch.long),
-            attention_mask=torch.tensor(questions.reshape(b * q, length) != 0, dtype=torch.long),
+        self.batch = int(np.prod(questions.shape[:2]))
+        self._inputs, self._answers = torch_inputs(bench.batch)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=lr, betas=(0.9, b2), weight_decay=1e-4
         )
-        self._answers = torch.tensor(answers.reshape(-1), dtype=torch.long)
-        self._optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-4)
         self._torch = torch
 
-    def __call__(self) -> float:
-        """Runs one step (forward, cross-entropy, backward, clipping, AdamW); returns the loss."""
+    def train(self, inputs: dict, answers) -> float:
+        """One step on `inputs` and `answers` (from `torch_inputs`); returns the loss."""
         torch = self._torch
-        self._optimizer.zero_grad(set_to_none=True)
-        logits = self.model(**self._inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits, self._answers)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(**inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits, answers, ignore_index=-1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self._optimizer.step()
+        self.optimizer.step()
         return float(loss.detach())
+
+    def __call__(self) -> float:
+        """One step on the fixed batch built from `bench`'s; returns the loss."""
+        return self.train(self._inputs, self._answers)
 
 
 def measure(benches: dict[str, StepSetup], reps: int, steps: int) -> list[dict]:
