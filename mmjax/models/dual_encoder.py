@@ -147,6 +147,7 @@ class DualEncoder(nn.Module):
       layer_norm_eps: epsilon of the encoders' LayerNorms.
       projection_bias: whether the two projections to the embedding space have biases.
       text_causal: a causal text encoder (each position sees the ones before it).
+      text_window: the text tower's token window (`TextEncoder.window`; 0: none).
       pad_id: the padding token id (masked out as attention keys and in pooling); -1: none.
       eos_id: for text_pool="eos", the EOS token id: the embedding is read at its first
         position; -1 reads it at the last non-padding position, and -2 at the position of
@@ -190,6 +191,7 @@ class DualEncoder(nn.Module):
     layer_norm_eps: float = 1e-6
     projection_bias: bool = True
     text_causal: bool = False
+    text_window: int = 0
     pad_id: int = 0
     eos_id: int = -1
     logit_scale_init: float = CLIP_LOG_SCALE_INIT
@@ -251,6 +253,7 @@ class DualEncoder(nn.Module):
             depth=self.text_depth,
             pad_id=self.pad_id,
             causal=self.text_causal,
+            window=self.text_window,
             **text,
             **shared,
             **kw,

@@ -85,6 +85,10 @@ class TextEncoder(nn.Module):
       pad_id: token id of padding (masked out as attention keys); -1: no id is padding (with
         `causal`, positions after the one read out never matter).
       causal: attend only to the same and earlier positions.
+      window: when > 0 (odd), each token's embedding gets a convolution of the `window`
+        embeddings centred on it added (padding zeroed first), before the blocks: a phrase's
+        words meet in one token (as the patch stem's window binds an object's colour, shape
+        and place). 0: none.
       activation: the MLPs' activation (`mmjax.models.transformer.ACTIVATIONS`).
       layer_norm_eps: epsilon of the LayerNorms.
       dtype: computation dtype.
@@ -101,6 +105,7 @@ class TextEncoder(nn.Module):
     attention_dropout_rate: float = 0.0
     pad_id: int = 0
     causal: bool = False
+    window: int = 0
     activation: str = "gelu"
     layer_norm_eps: float = 1e-6
     dtype: DType = jnp.float32
@@ -125,6 +130,18 @@ class TextEncoder(nn.Module):
             param_dtype=self.param_dtype,
             name="embedding",
         )(tokens)
+        if self.window:
+            if self.window % 2 == 0 or self.window < 0:
+                raise ValueError(f"TextEncoder window={self.window} must be odd and positive.")
+            real = (tokens != self.pad_id)[..., None] if self.pad_id >= 0 else 1
+            x = x + nn.Conv(
+                self.width,
+                (self.window,),
+                padding="SAME",
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="window",
+            )(x * real)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
         mask = padding_mask(tokens != self.pad_id) if self.pad_id >= 0 else None
         if self.causal:
