@@ -7,6 +7,12 @@ r"""Command line: ask a trained model about one image.
       --caption="a red square on the left ..." --caption="..." [--attention_out=tokens.png]
   python -m mmjax.predict --workdir=runs/autoencoder --image=scene.png \
       --output=reconstruction.png [--text="from left to right: ..."] [--figure_out=fig.png]
+  python -m mmjax.predict --workdir=runs/video_qa --clip=clip.gif \
+      --question="which direction does the red object move?"
+
+A video run (model.stem="vivit") takes --clip in place of --image: a folder of PNG or JPEG
+frames, a .npy array [T, H, W, 3] or an animated GIF, of the frame count and size it was
+trained on (`mmjax.predict.clips`); the attention figures draw images and are not offered.
 
 What it does follows the run's task (config.task in the workdir): VQA prints the answer and
 its probability; captioning prints the caption and its log-probability; retrieval prints the
@@ -27,6 +33,9 @@ from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Workdir of a run trained by mmjax.main.")
 flags.DEFINE_string("image", None, "PNG or JPEG file, of the run's image size.")
+flags.DEFINE_string(
+    "clip", None, "Video runs: a folder of PNG/JPEG frames, a .npy array or an animated GIF."
+)
 flags.DEFINE_string("question", None, "VQA: the question, in words.")
 flags.DEFINE_multi_string("caption", [], "Retrieval: a candidate caption (repeat the flag).")
 flags.DEFINE_integer("step", None, "Checkpoint step to load (default: the newest).")
@@ -53,7 +62,7 @@ def _vqa(predictor) -> None:
 
     if not FLAGS.question:
         raise _input_error("a VQA run needs --question")
-    answer = predictor.answer(FLAGS.image, FLAGS.question)
+    answer = predictor.answer(_media(), FLAGS.question)
     print(f"{answer.text} (probability {answer.probability:.3f})", flush=True)
     known, closest = closest_question(FLAGS.question, predictor.task.dataset.known_questions())
     if not known:
@@ -64,7 +73,7 @@ def _vqa(predictor) -> None:
         )
     if FLAGS.attention_out:
         drawn = figures.attention(
-            predictor, FLAGS.image, question=FLAGS.question, per_head=FLAGS.attention_per_head
+            predictor, _media(), question=FLAGS.question, per_head=FLAGS.attention_per_head
         )
         _write(drawn, FLAGS.attention_out)
 
@@ -76,31 +85,29 @@ def _write(drawn, path: str) -> None:
 
 
 def _captioning(predictor) -> None:
-    caption = predictor.caption(FLAGS.image)
+    caption = predictor.caption(_media())
     print(f"{caption.text} (log-probability {caption.logprob:.3f})", flush=True)
     if FLAGS.attention_out:
         from mmjax.predict import figures
 
-        _write(figures.attention(predictor, FLAGS.image), FLAGS.attention_out)
+        _write(figures.attention(predictor, _media()), FLAGS.attention_out)
 
 
 def _retrieval(predictor) -> None:
     if not FLAGS.caption:
         raise _input_error("a retrieval run needs at least one --caption")
-    for ranked in predictor.rank(FLAGS.image, FLAGS.caption):
+    for ranked in predictor.rank(_media(), FLAGS.caption):
         print(f"{ranked.similarity:+.3f}  {ranked.text}", flush=True)
     if FLAGS.attention_out:
         from mmjax.predict import figures
 
-        _write(
-            figures.attention(predictor, FLAGS.image, captions=FLAGS.caption), FLAGS.attention_out
-        )
+        _write(figures.attention(predictor, _media(), captions=FLAGS.caption), FLAGS.attention_out)
 
 
 def _autoencoding(predictor) -> None:
     from mmjax.predict.images import save_image
 
-    result = predictor.reconstruct(FLAGS.image, FLAGS.text)
+    result = predictor.reconstruct(_media(), FLAGS.text)
     print(f"{result.text} (z {result.source.replace('_', ' ')})", flush=True)
     if FLAGS.output:
         save_image(FLAGS.output, result.image)
@@ -108,7 +115,12 @@ def _autoencoding(predictor) -> None:
     if FLAGS.figure_out:
         from mmjax.predict import figures
 
-        _write(figures.reconstructions(predictor, FLAGS.image, FLAGS.text), FLAGS.figure_out)
+        _write(figures.reconstructions(predictor, _media(), FLAGS.text), FLAGS.figure_out)
+
+
+def _media() -> str:
+    """The input file: --clip for a video run, else --image."""
+    return FLAGS.clip or FLAGS.image
 
 
 def _input_error(message: str):
@@ -132,6 +144,22 @@ TASK_FLAGS = {
 }
 
 
+def _check_media_flag(predictor) -> None:
+    """InputError when --image / --clip does not match the run (image or video model)."""
+    from mmjax.predict.errors import InputError
+
+    if predictor.frames is None and FLAGS.clip:
+        raise InputError("--clip needs a video run (model.stem='vivit'); this run takes --image")
+    if predictor.frames is not None and FLAGS.image:
+        raise InputError(
+            f"this is a video run: give --clip (a folder of frames, a .npy array or a GIF of "
+            f"{predictor.frames} frames), not --image"
+        )
+    for flag in ("attention_out", "figure_out"):
+        if predictor.frames is not None and FLAGS[flag].value:
+            raise InputError(f"--{flag} draws images; a video run has no such figure")
+
+
 def main(argv) -> None:
     """Loads the workdir's run and answers for --image; one-line errors for bad inputs."""
     if len(argv) > 1:
@@ -144,9 +172,12 @@ def main(argv) -> None:
     # orbax logs every read through absl at INFO/WARNING; the answer is what should show.
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
-        if not FLAGS.workdir or not FLAGS.image:
-            raise InputError("both --workdir and --image are required")
+        if not FLAGS.workdir or not (FLAGS.image or FLAGS.clip):
+            raise InputError("--workdir and --image (or --clip, for a video run) are required")
+        if FLAGS.image and FLAGS.clip:
+            raise InputError("give --image or --clip, not both")
         predictor = load(FLAGS.workdir, FLAGS.step)
+        _check_media_flag(predictor)
         command = COMMANDS.get(predictor.task_name)
         if command is None:
             raise InputError(
@@ -157,7 +188,7 @@ def main(argv) -> None:
         extra = sorted(given - TASK_FLAGS[predictor.task_name])
         if extra:
             raise InputError(f"--{extra[0]} does not apply to a {predictor.task_name!r} run")
-        predictor.image(FLAGS.image)  # a bad file stops here, before anything compiles
+        predictor.image(_media())  # a bad file stops here, before anything compiles
         if FLAGS.attention_per_head and not FLAGS.attention_out:
             raise InputError(
                 "--attention_per_head adds panels to --attention_out, which is not given"

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from mmjax.data.tokenizer import BOS, EOS, UNK, WordTokenizer, split_words
+from mmjax.predict.clips import check_clip, clip_frames, read_clip
 from mmjax.predict.errors import InputError
 from mmjax.predict.images import check_image, read_image
 from mmjax.predict.run import LoadedRun, load_run
@@ -103,7 +104,9 @@ class Predictor:
     """Answers, captions, ranks or reconstructs with the model of a loaded run.
 
     Images are file paths (PNG or JPEG) or arrays uint8 [S, S, 3] (float in [0, 1] also),
-    S = the run's config.data.image_size.
+    S = the run's config.data.image_size. A video run (`frames` set) takes clips instead,
+    wherever an image is asked for: a folder of frames, a .npy file or a GIF, or an array
+    [T, S, S, 3] (`mmjax.predict.clips`).
     """
 
     def __init__(self, run: LoadedRun):
@@ -111,6 +114,7 @@ class Predictor:
         self.task = run.task
         self.params = run.params
         self.image_size = int(run.config.data.image_size)
+        self.frames = clip_frames(run.config, run.params)  # None: an image model
         self._predict = jax.jit(self.task.predict)
 
     @property
@@ -119,7 +123,14 @@ class Predictor:
         return self.run.config.task
 
     def image(self, image) -> np.ndarray:
-        """`image` (a path or an array) as uint8 [S, S, 3]; InputError when it cannot be."""
+        """`image` (a path or an array) as uint8 [S, S, 3]; InputError when it cannot be.
+
+        For a video run, a clip (path or array) as uint8 [T, S, S, 3].
+        """
+        if self.frames is not None:
+            if isinstance(image, str | os.PathLike):
+                return read_clip(image, self.image_size, self.frames)
+            return check_clip(image, self.image_size, self.frames)
         if isinstance(image, str | os.PathLike):
             return read_image(image, self.image_size)
         return check_image(image, self.image_size)
@@ -134,12 +145,15 @@ class Predictor:
     def predict(self, record: dict) -> dict[str, np.ndarray]:
         """The task's own predictions for one record, as the evaluators see them.
 
-        `record` is in the dataset's common layout (its "image" a path or an array); it goes
-        through `task.preprocess` as a training record would. Returns the task's prediction
-        arrays for that one example (the batch axis removed). Works for any task, including
-        one a project registered.
+        `record` is in the dataset's common layout (its "image", or for a video run its
+        "video" or "image", a path or an array); it goes through `task.preprocess` as a
+        training record would. Returns the task's prediction arrays for that one example (the
+        batch axis removed). Works for any task, including one a project registered.
         """
-        example = self.task.preprocess(dict(record, image=self.image(record["image"])))
+        key = "video" if self.frames is not None else "image"
+        media = self.image(record["video"] if "video" in record else record["image"])
+        record = {k: v for k, v in record.items() if k not in ("image", "video")}
+        example = self.task.preprocess(dict(record, **{key: media}))
         batch = jax.tree.map(lambda x: np.asarray(x)[None], example)
         out = jax.device_get(self._predict(self.params, batch))
         return jax.tree.map(lambda x: np.asarray(x)[0], out)
