@@ -162,12 +162,12 @@ def test_render_page_tables_runs_and_goals():
     ]
     runs = {"default": [HEADER, *lines], "time_to_accuracy": [HEADER, *tta]}
     text = report.render_page(runs, {"ceiling": "N."})
-    assert "| `runs/default.jsonl` | `python -m experiments.benchmark` | today | 7 |" in text
+    assert "| `runs/default.jsonl` | `python -m experiments.benchmark` | `today` |" in text
     # MFU: the step at 0.20 of the ceiling against 0.29 at its matmuls' floor: 69%.
     assert goal(text, "MFU: the default VQA train step").endswith(
         "| 69.0% (step 20.0% of the ceiling, its matmuls alone 29.0%) | **no** |"
     )
-    assert "| 59.7% (1 run(s): 59.7%) | **no** |" in goal(text, "MFU: the width-512")
+    assert "| 59.7% (runs: 59.7%) | **no** |" in goal(text, "MFU: the width-512")
     assert "| least 2.00x | yes |" in goal(
         text, "attention: image_text_attention at least as fast as the naive"
     )
@@ -181,18 +181,20 @@ def test_render_page_tables_runs_and_goals():
     assert goal(text, "equal work").endswith("| n/a | not measured |")
     # mmjax reached 94% at 1.25 minutes; its rivals stayed at 42.5% and 80% (60% at 5 min).
     assert goal(text, "time to accuracy").endswith(
-        "| mmjax: 94% at 1.2 min (ViLT: 60% at 5.0 min; RN: 60% at 5.0 min) | yes |"
+        "| mmjax: at 1.2 min (ViLT: at 5.0 min; RN: at 5.0 min) | yes |"
     )
     # One table row per line, in its section, with the run and the numbers formatted.
-    assert "| [2048, 2048] x [2048, 2048] | 0.25 | 68.7 | default |" in text
-    row = "| vqa | image + its 20 questions | 8 | 160,674 | 50.0 | 160.0 | 0.96 | 19.20 | 68.6 |"
+    assert "| `[2048, 2048] x [2048, 2048]` | 0.25 | 68.7 | default |" in text
+    row = "| vqa | `image + its 20 questions` | 8 | 160,674 | 50.0 | 160.0 | 0.96 | 19.20 | 68.6 |"
     assert row + " 28.0% | default |" in text
     assert (
         "| vqa | 171 | 51 | 94% | 33.0 | 16.0 | 24.0 | 67% | 120.0 | 20.0% | 29.0% | 69.0% |"
         in text
     )
     assert "| 512 | 2048 | 10,236,046 | 380.0 | 32.2 | 84.8 | 142.0 | 59.7% | default |" in text
-    fusion_row = "| default | B=8 N=64 Q=20 L=1 H=4 Dh=16 bias | forward | 0.250 | 0.500 | 0.450 |"
+    fusion_row = (
+        "| default | `B=8 N=64 Q=20 L=1 H=4 Dh=16 bias` | forward | 0.250 | 0.500 | 0.450 |"
+    )
     assert fusion_row + " 2.00x | 1.80x | default |" in text
     assert "| relation_network | 600 | 5.0 | 100 | 200 | 0.50 | 90.0% | 80.0% |" in text
     assert "\nN.\n" in text
@@ -204,8 +206,7 @@ def test_time_to_accuracy_goal_is_missed_when_a_rival_reaches_60_first_or_is_mis
     runs["t"].append(budget_line("relation_network", 10, 0.2))
     text = report.render_page(runs, {})
     assert goal(text, "time to accuracy").endswith(
-        "| mmjax: 94% at 5.0 min (ViLT: 60% at 1.2 min; RN: below 60% up to 10.0 min "
-        "(best 20.0%)) | **no** |"
+        "| mmjax: at 5.0 min (ViLT: at 1.2 min; RN: not by 10.0 min, best 20.0%) | **no** |"
     )
     runs = {"t": [budget_line("mmjax", 0.5, 0.95), budget_line("vilt", 5, 0.3)]}
     assert "| **no** |" in goal(report.render_page(runs, {}), "time to accuracy")  # no RN line
@@ -366,3 +367,24 @@ def test_matmul_floor_loop_keeps_every_repetition_of_the_product():
     assert float(program(*operands)[0, 0, 0]) == 6.0  # ones: each entry sums 6 products
     with pytest.raises(ValueError, match=r"element type \['f8e4m3'\]"):
         matmul_floor.repeated(dataclasses.replace(dot, rhs_type="f8e4m3"), 2)
+
+
+def test_rendered_page_numbers_are_all_in_its_run_files(tmp_path):
+    from results_tables import page_problems
+
+    folder = tmp_path / "results" / "benchmarks"
+    (folder / "runs").mkdir(parents=True)
+    header = dict(HEADER, started="2026-12-05 02:50 UTC", load_average=[1.51, 2.0, 3.25])
+    lines = with_floor_share(LINES) + [FUSION, CACHED]
+    lines = [dict(line, load_average_1min=2.5) for line in lines]
+    tta = [budget_line(c, m, 0.3 + m / 10) for c in ("mmjax", "vilt") for m in (1.25, 5)]
+    runs = {"default": [header, *lines], "time_to_accuracy": [header, *tta]}
+    for name, run_lines in runs.items():
+        text = "".join(json.dumps(line) + "\n" for line in run_lines)
+        (folder / "runs" / f"{name}.jsonl").write_text(text)
+    page = folder / "README.md"
+    page.write_text(report.render_page(report.read_runs(str(folder / "runs")), {}))
+    assert page_problems(str(page)) == []
+    # A number the run files do not hold is found.
+    page.write_text(page.read_text().replace("| 68.7 |", "| 68.9 |"))
+    assert len(page_problems(str(page))) == 1

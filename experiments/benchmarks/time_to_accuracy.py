@@ -17,6 +17,7 @@ candidate trains and is scored.)
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -57,6 +58,17 @@ def measure(
             print(f"time_to_accuracy: {candidate} exited {process.returncode}", file=sys.stderr)
 
 
+def run_header(arguments: list[str]) -> dict:
+    """The `run` line that starts a run file: the command, when, and the machine's load."""
+    return {
+        "section": "run",
+        "command": " ".join(["python -m experiments.benchmarks.time_to_accuracy", *arguments]),
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu_cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs `measure` for --budgets and appends its lines to --out (and prints them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -70,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         budgets, images = QUICK_BUDGETS, QUICK_IMAGES
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if not os.path.exists(args.out) or not os.path.getsize(args.out):
+        with open(args.out, "w") as f:
+            f.write(json.dumps(run_header(argv if argv is not None else sys.argv[1:])) + "\n")
     for line in measure(budgets, tuple(args.candidates.split(",")), images):
         print(json.dumps(line), flush=True)
         with open(args.out, "a") as f:

@@ -47,7 +47,9 @@ def image_text_attention(
     The image logits are one [Q*L, Dh] x [Dh, N] matmul per example and head. Why: broadcasting
     the image keys/values to every question and calling `jax.nn.dot_product_attention` with a
     mask copies them Q times, and concatenating the two logit blocks before one softmax
-    materialises [Q*L, N + L]; both were measured slower on CPU when this was written.
+    materialises [Q*L, N + L]; both were measured slower on CPU when this was written. The
+    copying one is timed against this function, forward and backward, by
+    `experiments/benchmarks/fusion_attention.py` (docs/benchmarks.md).
 
     Args:
       q_text: [B, Q, L, H, Dh] text queries.
