@@ -9,7 +9,19 @@ from mmjax.config_utils import ConfigError
 from mmjax.models import contrastive
 from mmjax.tasks import hard_negatives
 
-VOCAB = ["<pad>", "<unk>", "<bos>", "<eos>", "a", "red", "square", "circle", "left", "right"]
+VOCAB = [
+    "<pad>",
+    "<unk>",
+    "<bos>",
+    "<eos>",
+    "a",
+    "red",
+    "square",
+    "circle",
+    "left",
+    "right",
+    "green",
+]
 WORD_ID = {w: i for i, w in enumerate(VOCAB)}
 
 
@@ -97,8 +109,37 @@ def test_swap_one_word_changes_exactly_one_swappable_word():
     assert np.asarray(hard)[0, 7] == WORD_ID["right"] and valid.tolist() == [True, False]
 
 
+def test_a_word_set_exchanges_two_different_words_places():
+    groups = ["red|green", "square:circle"]
+    tables = hard_negatives.partner_tables(groups, WORD_ID.get, len(VOCAB))
+    red, green = WORD_ID["red"], WORD_ID["green"]
+    tokens = np.array(
+        [
+            [2, 4, 5, 6, 4, 10, 7, 4, 5, 3],  # red, green, red: the green one always moves
+            [2, 4, 5, 6, 4, 5, 7, 3, 0, 0],  # red twice, no green: nothing to exchange
+        ]
+    )
+    seen = set()
+    for seed in range(20):
+        hard, valid = hard_negatives.make_hard(tokens, tables[0], jax.random.key(seed))
+        hard = np.asarray(hard)
+        assert valid.tolist() == [True, False]
+        changed = np.flatnonzero(hard[0] != tokens[0])
+        assert len(changed) == 2 and 5 in changed, changed
+        assert sorted(hard[0, changed]) == sorted(tokens[0, changed]) == [red, green]
+        np.testing.assert_array_equal(hard[1], tokens[1])
+        seen.add(tuple(changed))
+    assert seen == {(2, 5), (5, 8)}
+    # The pairs group through make_hard: one shape word swapped, as swap_one_word does.
+    hard, valid = hard_negatives.make_hard(tokens, tables[1], jax.random.key(0))
+    want = hard_negatives.swap_one_word(tokens, tables[1], jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(hard), np.asarray(want[0]))
+
+
 def test_bad_groups_and_unknown_words_are_config_errors():
     with pytest.raises(ConfigError, match="word pairs"):
         hard_negatives.parse_groups(["square-circle"])
+    with pytest.raises(ConfigError, match="distinct words"):
+        hard_negatives.parse_groups(["red|red"])
     with pytest.raises(ConfigError, match="'triangle' is not in the caption vocabulary"):
         hard_negatives.partner_tables(["square:triangle"], WORD_ID.get, len(VOCAB))

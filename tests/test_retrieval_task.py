@@ -130,7 +130,7 @@ def test_loss_is_the_contrastive_loss_of_the_embeddings(kind, softmax_setup, los
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
 def test_hard_negative_loss_is_that_of_the_swapped_captions_embeddings(kind, dirs, softmax_setup):
     _, batch, params = softmax_setup
-    task, _ = _setup(*dirs, loss=kind, hard="both")  # the workdir's tokenizer: same ids
+    task, _ = _setup(*dirs, loss=kind, hard="shapes_colors")  # the workdir's tokenizer
     rng = jax.random.key(LOSS_RNG)
     loss, metrics = jax.jit(task.loss)(params, batch, rng)
     # The task's captions and swaps, redone here from the same rngs ...
@@ -138,11 +138,12 @@ def test_hard_negative_loss_is_that_of_the_swapped_captions_embeddings(kind, dir
     chosen = sample_captions(batch["captions"], caption_rng)
     swap_rngs = jax.random.split(jax.random.fold_in(caption_rng, 1), 2)
     hard, valid = zip(
-        *(hard_negatives.swap_one_word(chosen, task.partners[g], swap_rngs[g]) for g in range(2))
+        *(hard_negatives.make_hard(chosen, task.partners[g], swap_rngs[g]) for g in range(2))
     )
     hard, valid = np.stack(hard), np.stack(valid)
-    assert valid.all()  # every Sort-of-CLEVR caption names shapes and left/right/top/bottom
-    assert ((hard != np.asarray(chosen)[None]).sum(-1) == 1).all()  # one word each
+    assert valid.all()  # every Sort-of-CLEVR caption names shapes and the six colours
+    changed = (hard != np.asarray(chosen)[None]).sum(-1)
+    assert (changed[0] == 1).all() and (changed[1] == 2).all()  # a shape; two colours
     # ... embedded by predict's text tower, give the loss.
     embed = jax.jit(lambda p, t: task.model.apply({"params": p}, t, method=DualEncoder.embed_texts))
     img = task.model.apply({"params": params}, batch["image"], method=DualEncoder.embed_images)

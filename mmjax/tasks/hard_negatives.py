@@ -7,10 +7,15 @@ little about details once the coarse ones are learned. A hard negative of image 
 rank it below the true caption. They are made on the fly from each step's sampled captions and
 rng, so every step brings new ones.
 
-Configured by `config.hard_negatives`, a list of groups, each a string of word pairs
-("square:circle" or "left:right,top:bottom"); each group gives one hard negative per image,
-swapping one occurrence (drawn uniformly) of any word of the group. An image whose caption has
-no word of a group gets no hard negative of that group (masked out of the loss).
+Configured by `config.hard_negatives`, a list of groups; each group gives one hard negative per
+image. Two kinds of group:
+  word pairs, "square:circle" or "left:right,top:bottom": one occurrence (drawn uniformly) of
+      any word of the group is swapped for its partner (a shape or a place changed);
+  a word set, "red|green|blue": two occurrences of different words of the set (drawn
+      uniformly) exchange places ("a red square ..., a green circle ..." -> "a green square
+      ..., a red circle ...": two objects' colours exchanged, or two objects' order).
+An image whose caption has no such word (two for a set) gets no hard negative of that group
+(masked out of the loss).
 
 Losses (img, txt [B, D] unit-norm, diagonal pairs; hard [G, B, D], valid [G, B]):
   softmax: the image->text cross-entropy of each image runs over the B captions of the batch
@@ -32,13 +37,27 @@ from mmjax.config_utils import ConfigError
 NEG_INF = -1e9  # masked logits: finite, so a fully masked row gives no NaN gradient
 
 
-def parse_groups(groups) -> list[list[tuple[str, str]]]:
-    """config.hard_negatives (strings "a:b,c:d") -> per group, its (word, partner) pairs.
+def is_word_set(group: str) -> bool:
+    """Whether `group` is a word set ("a|b|c", words exchange places) rather than word pairs."""
+    return "|" in str(group)
 
-    Raises ConfigError naming a malformed group.
+
+def parse_groups(groups) -> list[list[tuple[str, str]]]:
+    """config.hard_negatives -> per group, its (word, partner) pairs ("a:b,c:d").
+
+    A word set "a|b|c" gives (word, word) for each of its words. Raises ConfigError naming a
+    malformed group.
     """
     parsed = []
     for group in groups:
+        if is_word_set(group):
+            words = [w.strip() for w in str(group).split("|")]
+            if len(words) < 2 or not all(words) or len(set(words)) != len(words):
+                raise ConfigError(
+                    f"config.hard_negatives: {group!r} is not a set of distinct words 'a|b|c'"
+                )
+            parsed.append([(w, w) for w in words])
+            continue
         pairs = []
         for pair in str(group).split(","):
             words = [w.strip() for w in pair.split(":")]
@@ -54,6 +73,8 @@ def parse_groups(groups) -> list[list[tuple[str, str]]]:
 def partner_tables(groups, word_id, vocab_size: int) -> np.ndarray:
     """int32 [G, V]: table[g, id] = the id its group-g partner has, or id itself (no partner).
 
+    For a word set, table[g, id] = -1 marks its words (they exchange places).
+
     `word_id(word)` gives a word's id (None when the vocabulary lacks it). Raises ConfigError
     naming a word outside the vocabulary: a swap to <unk> would be a trivial negative.
     """
@@ -66,7 +87,10 @@ def partner_tables(groups, word_id, vocab_size: int) -> np.ndarray:
                 raise ConfigError(
                     f"config.hard_negatives: the word {missing!r} is not in the caption vocabulary"
                 )
-            tables[g, ids[0]], tables[g, ids[1]] = ids[1], ids[0]
+            if a == b:  # a word set's member
+                tables[g, ids[0]] = -1
+            else:
+                tables[g, ids[0]], tables[g, ids[1]] = ids[1], ids[0]
     return tables
 
 
@@ -89,6 +113,47 @@ def swap_one_word(tokens: jax.Array, partner: jax.Array, rng) -> tuple[jax.Array
     position = jax.random.categorical(rng, jnp.where(valid[:, None], logits, 0.0))  # [B]
     at = (jnp.arange(tokens.shape[-1])[None, :] == position[:, None]) & valid[:, None]
     return jnp.where(at, swapped, tokens), valid
+
+
+def exchange_two_words(tokens: jax.Array, members: jax.Array, rng) -> tuple[jax.Array, jax.Array]:
+    """Each caption with two of its words from a set exchanging places.
+
+    Args:
+      tokens: int [B, L] captions.
+      members: bool [V], the set's words.
+      rng: draws the first position uniformly among the members, the second uniformly among
+        the members holding another word.
+
+    Returns:
+      (hard int [B, L], valid bool [B]): valid is False for captions without two different
+      members (returned unchanged).
+    """
+    first_rng, second_rng = jax.random.split(rng)
+    member = members[tokens]  # [B, L]
+    valid = member.any(-1)
+    first = jax.random.categorical(first_rng, jnp.where(member, 0.0, -jnp.inf))  # [B]
+    word = jnp.take_along_axis(tokens, first[:, None], axis=1)  # [B, 1]
+    other = member & (tokens != word)
+    valid = valid & other.any(-1)
+    second = jax.random.categorical(second_rng, jnp.where(other, 0.0, -jnp.inf))
+    second = jnp.where(valid, second, first)
+    other_word = jnp.take_along_axis(tokens, second[:, None], axis=1)
+    positions = jnp.arange(tokens.shape[-1])[None, :]
+    hard = jnp.where(positions == first[:, None], other_word, tokens)
+    hard = jnp.where(positions == second[:, None], word, hard)
+    return jnp.where(valid[:, None], hard, tokens), valid
+
+
+def make_hard(tokens: jax.Array, table: jax.Array, rng) -> tuple[jax.Array, jax.Array]:
+    """One group's hard negatives of captions int [B, L] from its `partner_tables` row [V].
+
+    A row with -1 entries is a word set (`exchange_two_words`), else word pairs
+    (`swap_one_word`). Returns (hard int [B, L], valid bool [B]).
+    """
+    exchanged = exchange_two_words(tokens, table < 0, rng)
+    swapped = swap_one_word(tokens, table, rng)
+    is_set = (table < 0).any()
+    return jax.tree.map(lambda a, b: jnp.where(is_set, a, b), exchanged, swapped)
 
 
 def softmax_loss(img, txt, hard, valid, logit_scale) -> jax.Array:

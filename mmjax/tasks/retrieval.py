@@ -219,7 +219,7 @@ class RetrievalTask(Task):
         groups = len(self.hard_groups)
         if groups:
             rngs = jax.random.split(swap_rng, groups)
-            hard, valid = jax.vmap(hard_negatives.swap_one_word, (None, 0, 0))(
+            hard, valid = jax.vmap(hard_negatives.make_hard, (None, 0, 0))(
                 tokens, self.partners, rngs
             )  # [G, B, L], [G, B]
             tokens = jnp.concatenate([tokens, hard.reshape(-1, tokens.shape[-1])])
