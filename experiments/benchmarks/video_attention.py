@@ -65,7 +65,9 @@ def measure(frames: int, reps: int, batch: int) -> list[dict]:
     video = np.random.default_rng(0).integers(0, 256, (batch, frames, SIZE, SIZE, 3), np.uint8)
     steps, lines = {}, {}
     for name, options in KINDS.items():
-        model = ViViT(WIDTH, patch_size=PATCH, tubelet=TUBELET, num_heads=HEADS, mlp_dim=MLP, **options)
+        model = ViViT(
+            WIDTH, patch_size=PATCH, tubelet=TUBELET, num_heads=HEADS, mlp_dim=MLP, **options
+        )
         params = model.init(jax.random.key(0), video)
         step, args = _step(model, params, video)
         start = time.perf_counter()
