@@ -82,8 +82,8 @@ def test_bounce_reflects_at_the_wall():
 
 
 def test_direction_of_velocity():
-    v = np.array([[-3, 1], [4, -2], [1, -5], [0, 2]])
-    assert [motion.DIRECTIONS[d] for d in motion.direction(v)] == ["left", "right", "up", "down"]
+    v = np.array([[-3, 1], [4, -2], [1, -5], [0, 2], [2, -2]])
+    assert list(motion.direction(v)) == [0, 1, 2, 3, -1]  # left, right, up, down, none
 
 
 # ---------------------------------------------------------------- answers from the frames
@@ -117,16 +117,29 @@ def masks(objects, f):
     )
 
 
-def expected_answer(family, subject, other, objects, track):
-    """The answer of a question, from the tracked centres and the objects' pixels."""
+def first_overlap(objects, a, b):
+    """The first frame objects a and b share a pixel (drawn alone), or None."""
+    for f in range(np.asarray(objects["position"]).shape[1]):
+        m = masks(objects, f)
+        if (m[a] & m[b]).any():
+            return f
+    return None
+
+
+def expected_answer(family, named, objects, track):
+    """The answer of a question about the objects `named`, from the frames alone."""
+    subject, other, third = named
+    frames = track.shape[1]
     steps = np.diff(track, axis=1)  # [N, T-1, 2]
-    speed = np.linalg.norm(steps[:, 0], axis=-1)  # no bounce on the first step
+    # Speed from the largest displacement per axis between two frames: a bounce only shortens
+    # a step, and every object moves a whole step on each axis at least once in T - 1 steps.
+    speed = np.linalg.norm(np.abs(steps).max(1), axis=-1)
     color = [motion.COLOR_NAMES[c] for c in objects["color"]]
     shape = [motion.SHAPES[s] for s in objects["shape"]]
     if family == "shape":
         return shape[subject]
     if family == "left":
-        return "yes" if track[subject, T // 2, 0] < S / 2 else "no"
+        return "yes" if track[subject, frames // 2, 0] < S / 2 else "no"
     if family == "direction":
         dx, dy = steps[subject, 0]
         return (
@@ -144,14 +157,10 @@ def expected_answer(family, subject, other, objects, track):
             signs = [np.sign(d) for d in steps[subject, :, axis] if d != 0]
             hits += sum(a != b for a, b in zip(signs, signs[1:]))
         return str(hits)
-    assert family == "first_touch"
-    for f in range(T):
-        m = masks(objects, f)
-        touched = [j for j in range(len(m)) if j != subject and (m[j] & m[subject]).any()]
-        if touched:
-            assert len(touched) == 1  # the generator asks only when one object is first
-            return shape[touched[0]]
-    return "nothing"
+    assert family == "touch_order"
+    first = [first_overlap(objects, subject, k) for k in (other, third)]
+    assert None not in first and first[0] != first[1]  # asked only when both, apart
+    return color[other] if first[0] < first[1] else color[third]
 
 
 def test_every_answer_matches_the_frames(sample):
@@ -160,10 +169,11 @@ def test_every_answer_matches_the_frames(sample):
         objects, q = clip["objects"], clip["questions"]
         track = solo_tracks(objects)
         np.testing.assert_array_equal(track, objects["position"])
-        for f, s, o, a in zip(q["family"], q["subject"], q["other"], q["answer"]):
+        named = zip(q["subject"], q["other"], q["third"])
+        for f, n, a in zip(q["family"], named, q["answer"]):
             family = questions.QUESTION_FAMILIES[f]
             families.add(family)
-            assert questions.ANSWERS[a] == expected_answer(family, s, o, objects, track), family
+            assert questions.ANSWERS[a] == expected_answer(family, n, objects, track), family
     assert families == set(questions.QUESTION_FAMILIES)
 
 
@@ -184,9 +194,9 @@ def test_clip_frames_are_the_objects(sample):
 def test_question_text_names_subjects(sample):
     for clip in sample[:10]:
         q, colors = clip["questions"], clip["objects"]["color"]
-        for text, f, s, o in zip(q["text"], q["family"], q["subject"], q["other"]):
+        for text, f, *named in zip(q["text"], q["family"], q["subject"], q["other"], q["third"]):
             family = questions.QUESTION_FAMILIES[f]
-            names = [motion.COLOR_NAMES[colors[k]] for k in (s, o) if k >= 0]
+            names = [motion.COLOR_NAMES[colors[k]] for k in named if k >= 0]
             assert text == questions.TEMPLATES[family].format(*names)
             assert text in questions.known_questions()
 
@@ -197,7 +207,7 @@ def test_answers_are_balanced_within_families(sample):
         for f, a in zip(clip["questions"]["family"], clip["questions"]["answer"]):
             family = questions.QUESTION_FAMILIES[f]
             counts[family][questions.ANSWERS[a]] = counts[family].get(questions.ANSWERS[a], 0) + 1
-    for family in ("approach", "wall_hits", "first_touch", "direction", "shape", "left"):
+    for family in ("approach", "wall_hits", "direction", "shape", "left"):
         seen = counts[family]
         feasible = questions.feasible_answers(family, T)
         assert set(seen) == set(feasible), family
@@ -258,14 +268,12 @@ def test_splits_are_disjoint():
 def test_longer_clips_for_multi_clip_evaluation():
     clip = clips.generate_clip(clips.clip_rng(0, "test", 0), num_frames=16)
     assert clip["video"].shape == (16, S, S, 3)
-    assert questions.feasible_answers("wall_hits", 16) == ("0", "1", "2", "3", "4")
     track = solo_tracks(clip["objects"])
-    for f, s, o, a in zip(
-        *(clip["questions"][k] for k in ("family", "subject", "other", "answer"))
-    ):
+    q = clip["questions"]
+    named = zip(q["subject"], q["other"], q["third"])
+    for f, n, a in zip(q["family"], named, q["answer"]):
         family = questions.QUESTION_FAMILIES[f]
-        if family not in ("left", "first_touch"):  # those two use T = 8 in expected_answer
-            assert questions.ANSWERS[a] == expected_answer(family, s, o, clip["objects"], track)
+        assert questions.ANSWERS[a] == expected_answer(family, n, clip["objects"], track)
 
 
 # ---------------------------------------------------------------- TFDS
@@ -287,7 +295,7 @@ def test_tfds_round_trip(built):
         np.testing.assert_array_equal(record["video"], clip["video"])
         for key, value in clip["objects"].items():
             np.testing.assert_array_equal(record["objects"][key], value)
-        for key in ("family", "subject", "other", "answer"):
+        for key in ("family", "subject", "other", "third", "answer"):
             np.testing.assert_array_equal(record["questions"][key], clip["questions"][key])
         assert [t.decode() for t in record["questions"]["text"]] == clip["questions"]["text"]
         assert [c.decode() for c in record["captions"]] == clip["captions"]
@@ -314,9 +322,9 @@ def test_tfds_source_pickles_and_missing_build_names_dir(built, tmp_path):
 # sha256 of the video of clip 0 (seed 0, defaults) of each split: a change to the generator
 # that changes the data shows here.
 CLIP0_SHA256 = {
-    "train": "f9b7951f0138ca1aae998d8f715d29de3c1308e74c5572880dbbc48f060545b7",
-    "validation": "90d19f0e4d0667e4e80360d22edf98bae95917d3879aa059cc4473436ba1ff27",
-    "test": "e707b4395ab864edc32f36d37ad4b90e3a9b60dac76c2a8fe2ea7e08357a7db4",
+    "train": "ad4f68810c359d2440645890eac5f84a5b8b5a3f626283334a728aa870ee4cdd",
+    "validation": "942aa90355eb5cd5f3587056e407fdbb3582da4f0f3b5b4c2d3fa302d2a22cd4",
+    "test": "5ffb3271b09ef032fe354085a632bb85256df49a6a892ae86ed14bbf60048b8b",
 }
 
 

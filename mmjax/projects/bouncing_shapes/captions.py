@@ -8,7 +8,7 @@ by "; ":
   "the red circle moves left and bounces off the left wall; the blue square moves up."
 
 The other four use other wordings and a random object order each (for retrieval). In every
-wording an object's starting direction (`motion.direction`) is the first direction word after
+wording an object's starting direction (`motion.start_direction`) is the first direction word after
 its colour, which is what `named_directions` reads back.
 """
 
@@ -47,7 +47,7 @@ def _bounce_phrase(walls: list[str]) -> str:
 def canonical_caption(objects: dict) -> str:
     """The caption listing objects in colour order with direction and bounces (module doc)."""
     order = np.argsort(np.asarray(objects["color"]), kind="stable")
-    directions = motion.direction(objects["velocity"])
+    directions = motion.start_direction(objects["position"])
     clauses = []
     for i in order:
         color = motion.COLOR_NAMES[objects["color"][i]]
@@ -64,7 +64,7 @@ def make_captions(rng: np.random.Generator, objects: dict) -> list[str]:
 
     `objects` holds "color", "shape" int [N], "velocity" int [N, 2], "hit_wall" int [N, T].
     """
-    directions = motion.direction(objects["velocity"])
+    directions = motion.start_direction(objects["position"])
     speed = np.hypot(*np.asarray(objects["velocity"], np.float64).T)
     described = [
         (
@@ -163,5 +163,5 @@ def motion_accuracy(caption: str, objects: dict) -> float:
     if "object_direction" in objects:
         colors, directions = objects["object_color"], objects["object_direction"]
     else:
-        colors, directions = objects["color"], motion.direction(objects["velocity"])
+        colors, directions = objects["color"], motion.start_direction(objects["position"])
     return float(np.mean(motion_verdicts(caption, np.asarray(colors), np.asarray(directions))))

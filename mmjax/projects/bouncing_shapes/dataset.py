@@ -6,7 +6,8 @@ and data.build_if_missing is set. Records come in the common layout with a "vide
 
   {"id": int, "video": uint8 [T, S, S, 3], "captions": 5 str,
    "questions": {"text": Q str, "answer": Q str, "family": int32 [Q] (index into
-                 questions.QUESTION_FAMILIES), "subject", "other": int32 [Q]},
+                 questions.QUESTION_FAMILIES), "subject", "other", "third": int32 [Q]
+                 (the objects the question names, -1: none)},
    "objects": {...} (clips.sample_objects)}
 
 and, when data.image_frame >= 0, also "image": that frame (for image models, e.g. a
@@ -74,7 +75,7 @@ def object_annotations(objects: dict) -> dict[str, np.ndarray]:
     return {
         "object_color": np.asarray(objects["color"], np.int32)[order],
         "object_shape": np.asarray(objects["shape"], np.int32)[order],
-        "object_direction": motion.direction(np.asarray(objects["velocity"]))[order],
+        "object_direction": motion.start_direction(objects["position"])[order],
         "object_wall_hits": np.asarray(objects["wall_hits"], np.int32)[order],
         "object_start": np.asarray(objects["start"], np.int32)[order],
     }

@@ -33,7 +33,7 @@ WALLS: tuple[str, ...] = ("left", "right", "top", "bottom")
 
 HALF_SIZE = 5  # every shape spans centre +-5 on both axes
 SIZE = 2 * HALF_SIZE + 1
-MAX_SPEED = 6  # largest |velocity component|, pixels per frame
+MAX_SPEED = 8  # largest |velocity component|, pixels per frame (8: every place can reach a wall)
 MIN_SPEED = 2.0  # smallest speed |v|, so every object visibly moves
 
 _OFFSETS = np.arange(-HALF_SIZE, HALF_SIZE + 1)
@@ -82,31 +82,34 @@ def simulate(start: np.ndarray, velocity: np.ndarray, num_frames: int, image_siz
     Returns {"position": int32 [N, T, 2] (x, y) of each frame; "hit_wall": int32 [N, T],
     the wall an object bounced off on the step into frame t (1 + index into WALLS; 0 none;
     an object hitting two walls on one step gets the x wall's code); "corner": bool [N],
-    whether an object hit two walls on one step}. Velocities must stay below S - 2R - 1 so that
-    a step crosses at most one wall per axis.
+    whether an object hit two walls on one step; "final_velocity": int [N, 2], the velocity
+    after the last step}. Velocities must stay below S - 2R - 1 so that a step crosses at most
+    one wall per axis.
     """
+    # Closed form, all frames at once: unfolded, the coordinate u = start - low + v t moves on
+    # a line; reflecting at the walls folds it into [0, L] (L = high - low) with period 2L. A
+    # bounce is u passing a wall (a multiple of L) strictly, as the step-by-step rule does.
     low, high = limits(image_size)
-    position = np.asarray(start, np.int64).copy()
-    velocity = np.asarray(velocity, np.int64).copy()
-    n = len(position)
-    track = np.zeros((n, num_frames, 2), np.int32)
-    hit_wall = np.zeros((n, num_frames), np.int32)
-    corner = np.zeros(n, bool)
-    track[:, 0] = position
-    for t in range(1, num_frames):
-        position = position + velocity
-        under, over = position < low, position > high
-        position = np.where(
-            under, 2 * low - position, np.where(over, 2 * high - position, position)
-        )
-        velocity = np.where(under | over, -velocity, velocity)
-        track[:, t] = position
-        # Wall code per axis: x under 1 (left), over 2 (right); y under 3 (top), over 4 (bottom).
-        x_code = np.where(under[:, 0], 1, np.where(over[:, 0], 2, 0))
-        y_code = np.where(under[:, 1], 3, np.where(over[:, 1], 4, 0))
-        hit_wall[:, t] = np.where(x_code > 0, x_code, y_code)
-        corner |= (x_code > 0) & (y_code > 0)
-    return {"position": track, "hit_wall": hit_wall, "corner": corner}
+    span = high - low
+    v = np.asarray(velocity, np.int64)[:, None, :]  # [N, 1, 2]
+    u = np.asarray(start, np.int64)[:, None, :] - low + v * np.arange(num_frames)[None, :, None]
+    folded = u % (2 * span)
+    track = (low + np.where(folded <= span, folded, 2 * span - folded)).astype(np.int32)
+    # Walls passed so far: moving up, L, 2L, ... (passed when u > kL); down, 0, -L, ...
+    passed = np.where(
+        v > 0, np.maximum(0, -(-u // span) - 1), np.where(v < 0, np.maximum(0, -(u // span)), 0)
+    )
+    crossed = np.zeros_like(passed, bool)
+    crossed[:, 1:] = passed[:, 1:] > passed[:, :-1]
+    # The k-th wall passed is the high one for odd k going up, for even k going down.
+    over = crossed & np.where(v > 0, passed % 2 == 1, passed % 2 == 0)
+    under = crossed & ~over
+    x_code = np.where(under[..., 0], 1, np.where(over[..., 0], 2, 0))
+    y_code = np.where(under[..., 1], 3, np.where(over[..., 1], 4, 0))
+    hit_wall = np.where(x_code > 0, x_code, y_code).astype(np.int32)
+    corner = ((x_code > 0) & (y_code > 0)).any(1)
+    velocity = v[:, 0] * np.where(passed[:, -1] % 2 == 1, -1, 1)
+    return {"position": track, "hit_wall": hit_wall, "corner": corner, "final_velocity": velocity}
 
 
 def draw_frame(
@@ -154,22 +157,34 @@ def touching(shapes: np.ndarray, position: np.ndarray) -> np.ndarray:
     return out
 
 
-def direction(velocity: np.ndarray) -> np.ndarray:
-    """int32 [N]: index into DIRECTIONS of each velocity's dominant axis and sign.
+def direction(step: np.ndarray) -> np.ndarray:
+    """Int32 [N]: index into DIRECTIONS of each step's dominant axis and sign; -1 if none.
 
-    `velocity` int [N, 2] with |vx| != |vy|; x dominant: left (vx < 0) or right; else up
-    (vy < 0, towards row 0) or down.
+    `step` int [N, 2] (a velocity or a displacement); x dominant: left (dx < 0) or right; y
+    dominant: up (dy < 0, towards row 0) or down; -1 where |dx| == |dy|.
     """
-    vx, vy = np.asarray(velocity).T
-    horizontal = np.abs(vx) > np.abs(vy)
-    return np.where(horizontal, np.where(vx < 0, 0, 1), np.where(vy < 0, 2, 3)).astype(np.int32)
+    dx, dy = np.asarray(step).T
+    horizontal = np.abs(dx) > np.abs(dy)
+    out = np.where(horizontal, np.where(dx < 0, 0, 1), np.where(dy < 0, 2, 3))
+    return np.where(np.abs(dx) == np.abs(dy), -1, out).astype(np.int32)
+
+
+def start_direction(position: np.ndarray) -> np.ndarray:
+    """Int32 [N]: the direction (`direction`) of each object's step from frame 0 to frame 1.
+
+    `position` int [N, T, 2]. This is what the frames show as "the way it moves at the
+    start", a bounce on that step included.
+    """
+    position = np.asarray(position)
+    return direction(position[:, 1] - position[:, 0])
 
 
 def valid_velocity(velocity: np.ndarray) -> np.ndarray:
     """Whether each velocity (int [K, 2]) has |vx| != |vy| and speed >= MIN_SPEED: bool [K].
 
-    Velocities drawn uniformly over the integer vectors with components in [-6, 6] and kept
-    where this holds are equally likely to go in each of the four dominant directions.
+    Velocities drawn uniformly over the integer vectors with components in [-MAX_SPEED,
+    MAX_SPEED] and kept where this holds go in each of the four dominant directions equally
+    often.
     """
     vx, vy = np.asarray(velocity).T
     return (np.abs(vx) != np.abs(vy)) & (np.hypot(vx, vy) >= MIN_SPEED)

@@ -9,25 +9,31 @@ six motion ones (`MOTION_FAMILIES`) need the clip:
   fastest      which object moves fastest?                            a colour
   slowest      which object moves slowest?                            a colour
   approach     does the X object move toward or away from the Y one?  toward/away
-  wall_hits    how many times does the X object hit a wall?           0..4
-  first_touch  what is the shape of the first object the X object touches?
-                                                                       a shape, or nothing
+  wall_hits    how many times does the X object hit a wall?           0, 1, 2
+  touch_order  which does the X object touch first, the Y object or the Z object?  Y or Z
 
 Rules (`answer_table`): "left" is x < S/2 in frame T // 2; "direction" the dominant axis and
-sign of the starting velocity; speed is |velocity|; "approach" compares the centres' distance
-in the first and the last frame and is asked only when it changes by more than
-`APPROACH_MARGIN` pixels; "wall_hits" counts bounces; "first_touch" is the shape of the object
-whose pixels first overlap X's (objects pass through each other), asked only when one object is
-first (no two first touched in the same frame).
+sign of the step from frame 0 to frame 1 (`motion.start_direction`); speed is |velocity|;
+"approach" compares the centres' distance in the first and the last frame and is asked only
+when it changes by more than `APPROACH_MARGIN` pixels; "wall_hits" counts bounces (asked only
+of objects whose every bounce shows, `tracks.track_is_clear`); "touch_order" asks about two
+objects whose pixels both overlap X's at some frame (objects pass through each other), first
+in different frames, and names them in random order. Asking which of two touched objects came
+first, rather than what X touches, keeps one frame from telling: in the middle frame the object
+touched first and the one touched later are about as often the nearer one (in time reversed,
+first and later swap), where the object X touches at all is most often the nearest.
 
-Every clip asks `QUESTION_SCHEDULE` (12 questions). The answers of shape, left, direction,
-fastest and slowest are uniform by symmetry when subjects are drawn uniformly; those of the
-`TARGETED` families are not (most objects bounce once, touch nothing, ...), so for them the
-answer is drawn first, uniformly (`plan_questions`), and the clip is drawn again until it has a
-subject with that answer (`ask_questions`, `clips.generate_clip`).
+Every clip asks `QUESTION_SCHEDULE` (11 questions; one touch_order, since few clips have
+two: asking for two tripled the generation time). The answers of shape, left, fastest,
+slowest and touch_order are uniform by symmetry when subjects are drawn uniformly; those of
+the `TARGETED` families are drawn first, uniformly (`plan_questions`): direction and wall_hits
+subjects then get tracks with that answer (`tracks`), approach questions are drawn again until
+the clip has a pair with it (`ask_questions`, `clips.generate_clip`).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -41,7 +47,7 @@ QUESTION_FAMILIES: tuple[str, ...] = (
     "slowest",
     "approach",
     "wall_hits",
-    "first_touch",
+    "touch_order",
 )
 STATIC_FAMILIES: tuple[str, ...] = ("shape", "left")
 MOTION_FAMILIES: tuple[str, ...] = tuple(f for f in QUESTION_FAMILIES if f not in STATIC_FAMILIES)
@@ -57,8 +63,7 @@ QUESTION_SCHEDULE: tuple[str, ...] = (
     "approach",
     "wall_hits",
     "wall_hits",
-    "first_touch",
-    "first_touch",
+    "touch_order",
 )
 NUM_QUESTIONS = len(QUESTION_SCHEDULE)
 TEMPLATES: dict[str, str] = {
@@ -69,9 +74,9 @@ TEMPLATES: dict[str, str] = {
     "slowest": "which object moves slowest?",
     "approach": "does the {} object move toward or away from the {} object?",
     "wall_hits": "how many times does the {} object hit a wall?",
-    "first_touch": "what is the shape of the first object the {} object touches?",
+    "touch_order": "which does the {} object touch first, the {} object or the {} object?",
 }
-MAX_WALL_HITS = 4
+MAX_WALL_HITS = 2  # asked counts: 0, 1, 2 (a clip of 16 frames may have objects bouncing more)
 FAMILY_ANSWERS: dict[str, tuple[str, ...]] = {
     "shape": motion.SHAPES,
     "left": ("yes", "no"),
@@ -80,7 +85,7 @@ FAMILY_ANSWERS: dict[str, tuple[str, ...]] = {
     "slowest": motion.COLOR_NAMES,
     "approach": ("toward", "away"),
     "wall_hits": tuple(str(n) for n in range(MAX_WALL_HITS + 1)),
-    "first_touch": motion.SHAPES + ("nothing",),
+    "touch_order": motion.COLOR_NAMES,
 }
 # Every answer, each once, in family order: the dataset's answer vocabulary.
 ANSWERS: tuple[str, ...] = tuple(
@@ -89,17 +94,13 @@ ANSWERS: tuple[str, ...] = tuple(
 APPROACH_MARGIN = 4.0  # pixels the distance must change by for "approach" to be asked
 
 
-def question_text(family: str, subject: int, other: int, colors: np.ndarray) -> str:
-    """The English question of `family` about object `subject` (and `other`, for approach).
+def question_text(family: str, subjects: tuple[int, ...], colors: np.ndarray) -> str:
+    """The English question of `family` about the objects `subjects` (indices, -1: none).
 
-    `colors` int [N] are the objects' colour ids; `subject`/`other` index objects (-1: none).
+    `colors` int [N] are the objects' colour ids; the template takes as many colours as the
+    family names objects (0 for fastest/slowest, 2 for approach, 3 for touch_order, else 1).
     """
-    names = [motion.COLOR_NAMES[c] for c in colors]
-    if family in ("fastest", "slowest"):
-        return TEMPLATES[family]
-    if family == "approach":
-        return TEMPLATES[family].format(names[subject], names[other])
-    return TEMPLATES[family].format(names[subject])
+    return TEMPLATES[family].format(*(motion.COLOR_NAMES[colors[k]] for k in subjects if k >= 0))
 
 
 def wall_hit_counts(objects: dict) -> np.ndarray:
@@ -107,16 +108,26 @@ def wall_hit_counts(objects: dict) -> np.ndarray:
     return (np.asarray(objects["hit_wall"]) > 0).sum(1)
 
 
-def first_touch(objects: dict) -> np.ndarray:
-    """The object each one first touches, int [N]: -1 none, -2 a tie (ill-defined)."""
+def first_touch_frames(objects: dict) -> np.ndarray:
+    """The first frame objects i and j share a pixel: int [N, N]; -1 when they never do."""
     touch = motion.touching(objects["shape"], np.asarray(objects["position"]))  # [N, N, T]
-    n, _, frames = touch.shape
-    out = np.full(n, -1, np.int64)
-    for i in range(n):
-        hit_frames = np.flatnonzero(touch[i].any(0))
-        if len(hit_frames):
-            first = np.flatnonzero(touch[i, :, hit_frames[0]])
-            out[i] = first[0] if len(first) == 1 else -2
+    return np.where(touch.any(-1), touch.argmax(-1), -1)
+
+
+def touch_order_table(objects: dict) -> np.ndarray:
+    """Int [N, N, N]: for subject x and objects y, z, the one x touches first, or -1.
+
+    -1 unless x touches both y and z, in different first frames.
+    """
+    first = first_touch_frames(objects)
+    n = len(first)
+    out = np.full((n, n, n), -1, np.int64)
+    for x in range(n):
+        for y in range(n):
+            for z in range(n):
+                fy, fz = first[x, y], first[x, z]
+                if len({x, y, z}) == 3 and fy >= 0 and fz >= 0 and fy != fz:
+                    out[x, y, z] = y if fy < fz else z
     return out
 
 
@@ -125,8 +136,9 @@ def answer_table(objects: dict, image_size: int) -> dict[str, np.ndarray]:
 
     `objects` holds "color", "shape" int [N], "velocity" int [N, 2] (starting),
     "position" int [N, T, 2], "hit_wall" int [N, T]. Returns int arrays: [N] for the one-object
-    families, [N, N] (subject, other) for "approach", [1] for fastest/slowest; -1 marks a
-    question that is not asked (ill-defined).
+    families, [N, N] (subject, other) for "approach", [N, N, N] for "touch_order" (the colour
+    id of the object touched first), [1] for fastest/slowest; -1 marks a question that is not
+    asked (ill-defined).
     """
     position = np.asarray(objects["position"], np.int64)
     shapes = np.asarray(objects["shape"])
@@ -137,49 +149,59 @@ def answer_table(objects: dict, image_size: int) -> dict[str, np.ndarray]:
     change = distance[..., -1] - distance[..., 0]
     approach = np.where(change < -APPROACH_MARGIN, 0, np.where(change > APPROACH_MARGIN, 1, -1))
     np.fill_diagonal(approach, -1)
-    touched = first_touch(objects)
-    nothing = len(motion.SHAPES)
+    order = touch_order_table(objects)
     return {
         "shape": shapes.astype(np.int64),
         "left": np.where(position[:, middle, 0] < image_size / 2, 0, 1),
-        "direction": motion.direction(objects["velocity"]).astype(np.int64),
+        "direction": motion.start_direction(objects["position"]).astype(np.int64),
         "fastest": colors[[np.argmax(speed)]].astype(np.int64),
         "slowest": colors[[np.argmin(speed)]].astype(np.int64),
         "approach": approach,
-        "wall_hits": np.minimum(wall_hit_counts(objects), MAX_WALL_HITS),
-        "first_touch": np.where(
-            touched == -2, -1, np.where(touched == -1, nothing, shapes[touched])
+        "wall_hits": np.where(
+            wall_hit_counts(objects) <= MAX_WALL_HITS, wall_hit_counts(objects), -1
         ),
+        "touch_order": np.where(order >= 0, colors[order], -1),
     }
 
 
-def _candidates(family: str, table: np.ndarray, used: set) -> list[tuple[int, int, int]]:
-    """(subject, other, answer) of every asked, not yet used question of `family`."""
+def _candidates(family: str, table: np.ndarray, used: set) -> list[tuple[tuple[int, ...], int]]:
+    """(objects named, answer) of every asked, not yet used question of `family`.
+
+    The objects are (subject,), (subject, other) or (subject, first named, second named);
+    (-1,) for fastest/slowest. touch_order lists each pair of touched objects in both orders.
+    """
     if family in ("fastest", "slowest"):
-        return [(-1, -1, int(table[0]))]
+        return [((-1,), int(table[0]))]
     if family == "approach":
+        pairs = zip(*np.nonzero(table >= 0))
         return [
-            (int(i), int(j), int(table[i, j]))
-            for i, j in zip(*np.nonzero(table >= 0))
-            if (i, j) not in used and (j, i) not in used
+            ((int(i), int(j)), int(table[i, j])) for i, j in pairs if frozenset((i, j)) not in used
         ]
-    return [(int(i), -1, int(table[i])) for i in np.flatnonzero(table >= 0) if i not in used]
+    if family == "touch_order":
+        return [
+            ((int(x), int(y), int(z)), int(table[x, y, z]))
+            for x, y, z in zip(*np.nonzero(table >= 0))
+            if (x, frozenset((y, z))) not in used
+        ]
+    return [((int(i),), int(table[i])) for i in np.flatnonzero(table >= 0) if i not in used]
+
+
+def _used_key(family: str, objects: tuple[int, ...]):
+    if family == "approach":
+        return frozenset(objects)
+    if family == "touch_order":
+        return (objects[0], frozenset(objects[1:]))
+    return objects[0]
 
 
 def feasible_answers(family: str, num_frames: int) -> tuple[str, ...]:
-    """The answers of `family` a clip of `num_frames` can have (fewer wall hits in short clips).
-
-    An object crosses the S - 2R - 1 >= 53 free pixels of an axis at most 6 px a frame, so in
-    T - 1 steps it bounces at most ceil(6 (T - 1) / 53) times per axis (with S >= 64).
-    """
-    if family != "wall_hits":
-        return FAMILY_ANSWERS[family]
-    per_axis = -(-motion.MAX_SPEED * (num_frames - 1) // 53)
-    return FAMILY_ANSWERS[family][: min(2 * per_axis, MAX_WALL_HITS) + 1]
+    """The answers of `family` a clip of `num_frames` frames is asked with (all of them)."""
+    del num_frames  # every answer is reachable from 8 frames on
+    return FAMILY_ANSWERS[family]
 
 
 # Families whose answers would be skewed by physics: each question's answer is drawn first.
-TARGETED = ("approach", "wall_hits", "first_touch")
+TARGETED = ("direction", "approach", "wall_hits")
 
 
 def plan_questions(rng: np.random.Generator, num_objects: int, num_frames: int) -> list[tuple]:
@@ -201,7 +223,7 @@ def plan_questions(rng: np.random.Generator, num_objects: int, num_frames: int) 
         for k in range(count):
             subject = (
                 int(subjects[k])
-                if family not in ("fastest", "slowest", "approach", "first_touch")
+                if family not in ("fastest", "slowest", "approach", "touch_order")
                 else -1
             )
             target = targets[k] if family in TARGETED else None
@@ -217,7 +239,8 @@ def ask_questions(
 
     A planned target that no unused subject of the clip has makes the result None when
     `strict`; otherwise any unused subject is taken. Returns {"family", "subject", "other",
-    "answer" (index into ANSWERS): int32 [Q], "text": list of Q str}, or None.
+    "third" (the objects the question names, -1: none), "answer" (index into ANSWERS): int32
+    [Q], "text": list of Q str}, or None.
     """
     table = answer_table(objects, image_size)
     used: dict[str, set] = {f: set() for f in QUESTION_FAMILIES}
@@ -225,34 +248,33 @@ def ask_questions(
     for family, subject, target in plan:
         candidates = _candidates(family, table[family], used[family])
         if subject >= 0:
-            candidates = [c for c in candidates if c[0] == subject]
-        matching = [c for c in candidates if FAMILY_ANSWERS[family][c[2]] == target]
+            candidates = [c for c in candidates if c[0][0] == subject]
+        matching = [c for c in candidates if FAMILY_ANSWERS[family][c[1]] == target]
         if target is not None and (matching or strict):
             candidates = matching
         if not candidates:
             return None
-        subject, other, answer = candidates[int(rng.integers(len(candidates)))]
-        used[family].add((subject, other) if family == "approach" else subject)
-        rows.append((family, subject, other, ANSWERS.index(FAMILY_ANSWERS[family][answer])))
+        named, answer = candidates[int(rng.integers(len(candidates)))]
+        used[family].add(_used_key(family, named))
+        named = named + (-1,) * (3 - len(named))
+        rows.append((family, named, ANSWERS.index(FAMILY_ANSWERS[family][answer])))
     colors = np.asarray(objects["color"])
     return {
         "family": np.array([QUESTION_FAMILIES.index(r[0]) for r in rows], np.int32),
-        "subject": np.array([r[1] for r in rows], np.int32),
-        "other": np.array([r[2] for r in rows], np.int32),
-        "answer": np.array([r[3] for r in rows], np.int32),
-        "text": [question_text(f, s, o, colors) for f, s, o, _ in rows],
+        "subject": np.array([r[1][0] for r in rows], np.int32),
+        "other": np.array([r[1][1] for r in rows], np.int32),
+        "third": np.array([r[1][2] for r in rows], np.int32),
+        "answer": np.array([r[2] for r in rows], np.int32),
+        "text": [question_text(f, named, colors) for f, named, _ in rows],
     }
 
 
-def known_questions(num_objects_colors: int = len(motion.COLOR_NAMES)) -> list[str]:
-    """The text of every question the sampler can ask (all families x colours x pairs)."""
-    colors = np.arange(num_objects_colors)
+def known_questions() -> list[str]:
+    """The text of every question the sampler can ask (families x colours, pairs, triples)."""
+    colors = np.arange(len(motion.COLOR_NAMES))
     texts = []
     for family in QUESTION_FAMILIES:
-        if family in ("fastest", "slowest"):
-            texts.append(TEMPLATES[family])
-        elif family == "approach":
-            texts += [question_text(family, i, j, colors) for i in colors for j in colors if i != j]
-        else:
-            texts += [question_text(family, i, -1, colors) for i in colors]
+        arity = TEMPLATES[family].count("{}")
+        for named in itertools.permutations(range(len(colors)), arity):
+            texts.append(question_text(family, named, colors))
     return texts

@@ -16,7 +16,7 @@ A decoded record (`source[i]`, read with NumPy only) is a nested dict:
   "video": np.uint8 [T, S, S, 3];
   "objects": {"color", "shape", "wall_hits": int32 [N]; "start", "velocity": int32 [N, 2];
               "position": int32 [N, T, 2]; "hit_wall": int32 [N, T]} (see `clips.sample_objects`);
-  "questions": {"family", "subject", "other", "answer": int32 [Q]; "text": list of Q bytes};
+  "questions": {"family", "subject", "other", "third", "answer": int32 [Q]; "text": Q bytes};
   "captions": list of 5 bytes.
 Text comes back as UTF-8 bytes; `dataset.BouncingShapes.source` gives the common layout.
 """
@@ -34,7 +34,7 @@ from mmjax.projects.bouncing_shapes import clips, questions
 
 _DESCRIPTION = """Bouncing shapes: short clips of a few coloured squares, disks and triangles
 moving at constant velocity and bouncing off the walls, with questions whose answers need the
-motion (direction, fastest, slowest, toward/away, wall hits, first touch), two static control
+motion (direction, fastest, slowest, toward/away, wall hits, touch order), two static control
 questions and five captions per clip. Generated locally from a seed by
 mmjax.projects.bouncing_shapes.clips."""
 
@@ -127,6 +127,7 @@ class BouncingShapes(tfds.core.GeneratorBasedBuilder):
                         "family": ints(q),
                         "subject": ints(q),
                         "other": ints(q),
+                        "third": ints(q),
                         "answer": ints(q),
                         "text": tfds.features.Sequence(tfds.features.Text(), length=q),
                     },
