@@ -1,9 +1,10 @@
 r"""Image-text retrieval on Sort-of-CLEVR: a dual encoder trained with CLIP or SigLIP.
 
-Image tower: a conv stem (or ViT patches, or a ResNet: model.stem) to 25 tokens, transformer
-blocks, pooling; text tower: a transformer over the caption's words, pooling; both projected to
-one L2-normalised embedding space. Each step pairs every image with one of its 5 captions
-(drawn from the step's rng) and contrasts it with the other images' captions in the batch.
+Image tower: a patch stem (or a conv stem, or a ResNet: model.stem) to image tokens, transformer
+blocks, pooling; text tower: a transformer over the caption's words (learned positions),
+pooling; both projected to one L2-normalised embedding space. Each step pairs every image with
+one of its 5 captions (drawn from the step's rng) and contrasts it with the other images'
+captions in the batch and with hard negatives made from its own caption.
 Evaluation embeds the 200 test images and their 1,000 captions and scores Recall@1/5/10 in
 both directions (image->text, text->image) next to a random ranking's.
 
@@ -20,23 +21,16 @@ Hugging Face save_pretrained directory (CLIPModel, with its tokenizer.json; ViTM
 big_vision ViT .npz or another run's workdir; model.* takes their architecture, init_from loads
 them, and a CLIP's text tower reads its own tokenizer (docs/weights.md). With
 --config.total_steps=0 the run evaluates the weights as they are (zero-shot), training nothing.
+hard=shapes_colors|shapes|cells|colors|all|none: the hard negatives (HARD_NEGATIVES below;
+Sort-of-CLEVR only, and none with init=, whose tokenizer may split the words).
 
-Results (default size: conv stem 16-32-64-64 to 25 tokens, width 64, one block per tower,
-mean pooling, 64-d embeddings, 147k parameters; batch 64, lr 2e-3, 1000 steps = 6.5 epochs;
-softmax loss). One run on this shared 2-core CPU: 12 min wall (1.5-2.1 steps/s, other jobs
-loading the machine; 6.3 min of CPU time). Test Recall@K (%), 200 images x 5 captions:
-
-  direction      R@1   R@5   R@10   (chance R@1 / R@5 / R@10: 0.5 / 2.5 / 5.0)
-  image->text   51.5  85.5   96.5
-  text->image   44.5  78.1   81.0
-
-Per caption template, text->image R@1 is 55-56% (R@10 100%) for the four templates that name
-each object's grid cell, and 0.5% (chance) for "from left to right: red square, ...", which
-names only shapes and their order: the towers match colours to grid cells (a caption with one
-object's cell changed scores lower than the true one for 98.5% of test images) but have not
-learned shapes (54% for a caption with one shape changed), and random batches rarely hold two
-scenes that differ only in shapes. Shorter runs (600 steps, i2t / t2i R@1): lr 1e-3 37.5 / 32.8
-(with MAP pooling on both towers 38.5 / 32.0); lr 2e-3 45.5 / 36.1 (loss=sigmoid 34.5 / 29.9).
+The default model: the patch stem of the VQA and captioning configs (5-pixel patches, each
+embedded from the 15x15 window centred on it, the 64 patches farthest from the mean colour kept
+as tokens), a text window, and hard negatives (hard=shapes_colors: each image's caption with
+one shape word swapped, and with two colour words exchanged; mmjax/tasks/hard_negatives.py).
+Results, what was tried on the validation split and the commands:
+experiments/results/retrieval/README.md.
+`size=tiny` exists for tests and trains for seconds.
 """
 
 import ml_collections
@@ -45,7 +39,7 @@ from mmjax.config_utils import choose, parse_arg, set_training_defaults
 from mmjax.data.catalog import data_config, evals_config
 from mmjax.models.dual_encoder import CLIP_LOG_SCALE_INIT, SIGLIP_BIAS_INIT, SIGLIP_LOG_SCALE_INIT
 from mmjax.projects.sort_of_clevr.dataset import data_entries
-from mmjax.projects.sort_of_clevr.scenes import CELLS
+from mmjax.projects.sort_of_clevr.scenes import CAPTION_NAMES, CELLS, COLOR_NAMES
 from mmjax.weights import start_from
 
 ZERO_SHOT_TEMPLATES = (
@@ -57,7 +51,18 @@ ZERO_SHOT_TEMPLATES = (
 
 SIZES = {
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, embed=32, steps=20, batch=8),
-    "default": dict(width=64, depth=1, heads=4, mlp=128, embed=64, steps=1000, batch=64),
+    "default": dict(width=64, depth=1, heads=4, mlp=128, embed=64, steps=1200, batch=128),
+}
+# Hard negative groups (config.hard_negatives): word pairs swapped to make one negative caption
+# per image and group. Sort-of-CLEVR's captions name shapes and grid cells with these words.
+SHAPES, CELLS_MOVED, COLORS = "square:circle", "left:right,top:bottom", "|".join(COLOR_NAMES)
+HARD_NEGATIVES = {
+    "none": (),
+    "shapes": (SHAPES,),  # one object's shape changed
+    "cells": (CELLS_MOVED,),  # one object moved to the next cell
+    "colors": (COLORS,),  # two objects' colours exchanged (or their order, left to right)
+    "shapes_colors": (SHAPES, COLORS),
+    "all": (SHAPES, CELLS_MOVED, COLORS),
 }
 
 
@@ -74,9 +79,11 @@ def get_config(arg=None):
         data_dir="",
         image_size=75,
         init="",
+        hard="shapes_colors",
     )
     size = choose("size", arg.size, SIZES)
     choose("loss", arg.loss, {"softmax": None, "sigmoid": None})
+    hard = choose("hard", arg.hard, HARD_NEGATIVES)
     steps = arg.steps or size["steps"]
 
     config = ml_collections.ConfigDict()
@@ -97,16 +104,20 @@ def get_config(arg=None):
     config.tokenizer = dict(kind="word")
 
     config.loss = arg.loss  # "softmax" (CLIP) or "sigmoid" (SigLIP)
+    # Only Sort-of-CLEVR's captions are known to use these words, as single word tokens.
+    config.hard_negatives = hard if sort_of_clevr and not arg.init else ()
     sigmoid = arg.loss == "sigmoid"
     config.model = dict(
-        stem="conv",
+        # As in configs/vqa_transformer.py: 5-pixel patches, each embedded from the 15x15
+        # window centred on it (a whole object); on Sort-of-CLEVR only the 64 patches farthest
+        # from the image's mean colour (the objects') become tokens. Same stem, so a run here
+        # can start the VQA or captioning model's stem. Other datasets: the conv stem.
+        stem="patch" if sort_of_clevr else "conv",
         patch_size=5,
-        # The patch stem's window and token selection (see configs/caption_transformer.py);
-        # set to those of another task's stem, a run here can start that task's model.
-        patch_kernel=0,
-        keep_tokens=0,
-        token_selector="",
-        conv_channels=(16, 32, 64, 64),  # 75 -> 38 -> 19 -> 10 -> 5: 25 image tokens
+        patch_kernel=15 if sort_of_clevr else 0,
+        keep_tokens=64 if sort_of_clevr else 0,
+        token_selector="salient_patches" if sort_of_clevr else "",
+        conv_channels=(16, 32, 64, 64),  # stem="conv": 75 -> 38 -> 19 -> 10 -> 5: 25 tokens
         resnet="resnet_small",
         posemb="sincos2d",
         width=size["width"],
@@ -117,6 +128,10 @@ def get_config(arg=None):
         embed_dim=size["embed"],
         image_pool="mean",
         text_pool="mean",
+        # Each word token gets a convolution of the 9 tokens around it added: "a red square in
+        # the top left" meet in one token, as an object's colour, shape and place meet in one
+        # patch window of the image stem.
+        text_window=9,
         dropout_rate=0.0,
         logit_scale_init=SIGLIP_LOG_SCALE_INIT if sigmoid else CLIP_LOG_SCALE_INIT,
         logit_bias_init=SIGLIP_BIAS_INIT,
@@ -127,6 +142,7 @@ def get_config(arg=None):
     set_training_defaults(config, steps, lr=2e-3)
     if arg.init:
         start = start_from(arg.init, "dual_encoder")
+        config.model.text_window = 0  # imported text towers have none; a workdir's says its own
         config.model.update(start["model"])
         config.init_from.update(path=arg.init, include=start["include"], exclude=start["exclude"])
         if start["tokenizer"]:
@@ -135,6 +151,8 @@ def get_config(arg=None):
 
     # 95% bootstrap intervals over images of every Recall@K (docs/evaluation.md).
     evaluator = dict(type="retrieval", batch_size=50, ks=(1, 5, 10), bootstrap_samples=1000)
+    if sort_of_clevr:  # Recall@K per caption wording too ("t2i_r1/left_to_right", ...)
+        evaluator["caption_slots"] = CAPTION_NAMES
     config.evals = evals_config(arg.dataset, evaluator, every=max(1, steps // 5))
     if arg.dataset == "sort_of_clevr":
         # Recall@K by the scene's number of squares, at the end.
