@@ -70,3 +70,50 @@ def test_tiny_video_runs_train_evaluate_and_predict_on_a_gif(tmp_path, config):
         f"mmjax: input error: '{tmp_path}/short.gif' has 6 frames; this model takes clips of "
         "8 frames"
     )
+
+
+@pytest.mark.parametrize("kind", ["joint", "factorised"])
+def test_video_caption_init_starts_the_video_encoder_from_an_image_captioner(tmp_path, kind):
+    """configs/video_caption.py:init=... loads an image captioner's patch stem (inflated) and
+    encoder blocks into the ViViT captioner, and nothing else."""
+    import jax
+
+    from mmjax.config_loader import load_config
+    from mmjax.experiment import build_task
+    from mmjax.models.captioner import Captioner
+    from mmjax.weights import init_from, tree
+
+    source = tmp_path / "image_captioner.npz"
+    spec = f"configs/video_caption.py:size=tiny,kind={kind},init={source},init_inflate=central"
+    config = load_config(os.path.join(ROOT, spec), [])
+    task = build_task(config)
+    task.prepare(None)
+    model = config.model
+    image_model = Captioner(
+        vocab_size=task.model.vocab_size,
+        max_len=task.model.max_len,
+        width=model.width,
+        encoder_depth=1,
+        decoder_depth=model.decoder_depth,
+        num_heads=model.num_heads,
+        mlp_dim=model.mlp_dim,
+        stem="patch",
+        patch_size=model.patch_size,
+    )
+    captions = np.zeros((1, 1, task.model.max_len), np.int32)
+    images = np.zeros((1, 64, 64, 3), np.uint8)
+    image_params = image_model.init(jax.random.key(0), images, captions)["params"]
+    np.savez(source, **tree.as_numpy(tree.flatten(image_params)))
+    batch = {"image": np.zeros((1, 8, 64, 64, 3), np.uint8), "captions": captions}
+    params = jax.eval_shape(task.init_params, jax.random.key(1), batch)
+    plan = init_from.make_plan(config.init_from, params)
+    assert plan.inflated["stem/embedding/kernel"] == (
+        (16, 16, 3, 32),
+        (2, 16, 16, 3, 32),
+        "central",
+    )
+    spatial = "image_encoder" if kind == "joint" else "stem/spatial"
+    assert f"{spatial}/block_0/mlp/fc1/kernel" in plan.loaded
+    assert "stem/posemb/pos_embedding" in plan.loaded
+    assert not any(name.startswith("decoder/") for name in plan.loaded)
+    assert "stem/posemb/temporal_embedding" in plan.kept
