@@ -169,14 +169,19 @@ def direction(step: np.ndarray) -> np.ndarray:
     return np.where(np.abs(dx) == np.abs(dy), -1, out).astype(np.int32)
 
 
-def start_direction(position: np.ndarray) -> np.ndarray:
-    """Int32 [N]: the direction (`direction`) of each object's step from frame 0 to frame 1.
+def step_direction(position: np.ndarray, frame: int) -> np.ndarray:
+    """Int32 [N]: the direction (`direction`) of each object's step from `frame` to the next.
 
-    `position` int [N, T, 2]. This is what the frames show as "the way it moves at the
-    start", a bounce on that step included.
+    `position` int [N, T, 2]. This is the way the frames show an object moving then, a bounce
+    on that step included.
     """
     position = np.asarray(position)
-    return direction(position[:, 1] - position[:, 0])
+    return direction(position[:, frame + 1] - position[:, frame])
+
+
+def start_direction(position: np.ndarray) -> np.ndarray:
+    """Int32 [N]: `step_direction` from frame 0 (the way the captions say objects move)."""
+    return step_direction(position, 0)
 
 
 def valid_velocity(velocity: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ six motion ones (`MOTION_FAMILIES`) need the clip:
 
   shape        what is the shape of the X object?                      square/circle/triangle
   left         is the X object on the left halfway through the clip?  yes/no (frame T // 2)
-  direction    which way does the X object move at the start?         left/right/up/down
+  direction    which way does the X object move halfway through the clip?  left/right/up/down
   fastest      which object moves fastest?                            a colour
   slowest      which object moves slowest?                            a colour
   approach     does the X object move toward or away from the Y one?  toward/away
@@ -13,7 +13,9 @@ six motion ones (`MOTION_FAMILIES`) need the clip:
   touch_order  which does the X object touch first, the Y object or the Z object?  Y or Z
 
 Rules (`answer_table`): "left" is x < S/2 in frame T // 2; "direction" the dominant axis and
-sign of the step from frame 0 to frame 1 (`motion.start_direction`); speed is |velocity|;
+sign of the step from frame T // 2 to the next (`motion.step_direction`; in the middle of the
+clip rather than at its start, where an object's place in the middle frame would tell: one
+that started moving right cannot be near the left wall four frames later); speed is |velocity|;
 "approach" compares the centres' distance in the first and the last frame and is asked only
 when it changes by more than `APPROACH_MARGIN` pixels; "wall_hits" counts bounces (asked only
 of objects whose every bounce shows, `tracks.track_is_clear`); "touch_order" asks about two
@@ -69,7 +71,7 @@ NUM_QUESTIONS = len(QUESTION_SCHEDULE)
 TEMPLATES: dict[str, str] = {
     "shape": "what is the shape of the {} object?",
     "left": "is the {} object on the left halfway through the clip?",
-    "direction": "which way does the {} object move at the start?",
+    "direction": "which way does the {} object move halfway through the clip?",
     "fastest": "which object moves fastest?",
     "slowest": "which object moves slowest?",
     "approach": "does the {} object move toward or away from the {} object?",
@@ -153,7 +155,7 @@ def answer_table(objects: dict, image_size: int) -> dict[str, np.ndarray]:
     return {
         "shape": shapes.astype(np.int64),
         "left": np.where(position[:, middle, 0] < image_size / 2, 0, 1),
-        "direction": motion.start_direction(objects["position"]).astype(np.int64),
+        "direction": motion.step_direction(position, middle).astype(np.int64),
         "fastest": colors[[np.argmax(speed)]].astype(np.int64),
         "slowest": colors[[np.argmin(speed)]].astype(np.int64),
         "approach": approach,

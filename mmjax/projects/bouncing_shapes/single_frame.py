@@ -1,16 +1,18 @@
 r"""What one frame tells about the answers: the empirical answer distribution given a frame.
 
-For every question, a few keys describe what one frame of its clip shows (the subject's place
-on a grid, its distance to the walls, its distance to the other object or to the nearest one
-and that one's shape, the shapes of the others). For each family and key, the most frequent
-training answer per key value is the prediction (the Bayes rule of that key, estimated on the
-training clips); accuracy is measured on held-out clips. "fastest" and "slowest" score each
-object's place in the frame by how often an object there was the fastest (slowest) in training
-and answer the colour of the best. The best key per family is an estimate of the most a
-single-frame model could reach with that information; the motion families should stay near
-chance, the static ones reach 100% on the frame they are about. A two-frame key (the subject's
-step between the first two frames) is the control that the method finds motion when it is
-there.
+For every question, a few keys describe what one frame of its clip shows: the subject's place
+on a grid ("place"), its distance to the walls ("walls"), its distance to the nearest object
+and that one's shape ("nearest"), the shapes of the others ("other_shapes"), its distance to
+the other object named ("pair_distance", "pair_places") and, for touch_order, which of the two
+named objects is nearer ("nearer"). For each family and key, the most frequent training answer
+per key value is the prediction (the Bayes rule of that key, estimated on the training clips);
+accuracy is measured on held-out clips. touch_order answers are scored as "first named" /
+"second named", the colours varying from question to question; "fastest" and "slowest" score
+each object's place by how often an object there was the fastest (slowest) in training and
+answer the colour of the best. The best key per family estimates the most a single-frame model
+could reach with that information: the motion families should stay near chance, the static
+ones reach 100% on the frame they are about. "step", the subject's step from the frame to the
+next (two frames), is the control that the method finds motion when it is there.
 
     python -m mmjax.projects.bouncing_shapes.single_frame --num_train=8000 --num_test=2000 \
       --output=mmjax/projects/bouncing_shapes/results/single_frame/single_frame.json
@@ -44,8 +46,8 @@ def question_keys(
 ) -> dict:
     """The keys (name -> hashable value) of one question as frame `frame` shows it.
 
-    Only what the frame shows: positions at `frame`, shapes, colours; "step" (the subject's
-    displacement between frames 0 and 1) is the two-frame control.
+    Only what the frame shows (positions at `frame`, shapes), and the two-frame control "step"
+    (the subject's step from `frame` to the next, from the one before for the last frame).
     """
     subject, other, third = named
     position = np.asarray(objects["position"])
@@ -61,9 +63,9 @@ def question_keys(
     keys["walls"] = _wall_distance(p, image_size)
     keys["nearest"] = (int(distance.min() // STEP), int(objects["shape"][nearest]))
     keys["other_shapes"] = tuple(sorted(int(objects["shape"][j]) for j in others))
-    keys["step"] = tuple(
-        int(np.sign(d)) * min(abs(int(d)), 3) for d in position[subject, 1] - position[subject, 0]
-    )
+    k = min(frame, position.shape[1] - 2)
+    step = position[subject, k + 1] - position[subject, k]
+    keys["step"] = tuple(int(np.sign(d)) * min(abs(int(d)), 3) for d in step)
     if third >= 0:  # touch_order: which named object is nearer, and how much
         near = [np.linalg.norm(here[k] - p) for k in (other, third)]
         keys["nearer"] = (int(near[0] < near[1]), int(min(near) // STEP), int(max(near) // 8))
@@ -80,8 +82,12 @@ def _rows(clip_list: list[dict], frame: int) -> list[tuple[str, dict, str, dict]
         q, objects = clip["questions"], clip["objects"]
         named = zip(q["subject"], q["other"], q["third"])
         for f, n, a in zip(q["family"], named, q["answer"]):
-            keys = question_keys(objects, tuple(int(k) for k in n), frame)
-            rows.append((questions.QUESTION_FAMILIES[f], keys, questions.ANSWERS[a], objects))
+            n = tuple(int(k) for k in n)
+            family, answer = questions.QUESTION_FAMILIES[f], questions.ANSWERS[a]
+            if family == "touch_order":  # the colours named vary: which of the two it is
+                first_named = motion.COLOR_NAMES[objects["color"][n[1]]]
+                answer = "first named" if answer == first_named else "second named"
+            rows.append((family, question_keys(objects, n, frame), answer, objects))
     return rows
 
 
@@ -148,10 +154,13 @@ def main(argv=None) -> None:
         "num_test": args.num_test,
         "num_frames": args.num_frames,
         "test_split": "validation",
+        # Chance given what any frame shows: a colour among the clip's objects, one of the
+        # two objects a touch_order question names.
         "chance": {
             f: 1 / len(questions.feasible_answers(f, args.num_frames))
             for f in questions.QUESTION_FAMILIES
-        },
+        }
+        | {"fastest": 1 / clips.NUM_OBJECTS, "slowest": 1 / clips.NUM_OBJECTS, "touch_order": 0.5},
         "frames": {name: single_frame_accuracy(train, test, k) for name, k in frames.items()},
     }
     out["wall_s"], out["cpu_s"] = time.time() - start, time.process_time() - cpu

@@ -5,10 +5,11 @@ is drawn uniformly in [R, S-1-R]^2 first, on its own, and only then a velocity a
 the track is simulated backwards to frame 0 and forwards from there (`motion.simulate`; the
 reflections are reversible). So where an object is in the middle frame, the frame a
 single-frame baseline sees, carries no information about how it moves, except through the
-conditions a track must meet. Objects a question asks about a motion
-property of (how many times it bounces, which way it starts) get their velocity drawn until
-the track has the property the question's planned answer needs, again after the anchor is
-fixed, so the answer does not depend on where the object is in the middle frame either.
+conditions a track must meet. Objects a question asks about a motion property of (how many
+times it bounces, which way it moves in the middle) get a velocity, among all those that give
+the track the property the question's planned answer needs, again after the anchor is fixed,
+so the answer does not depend on where the object is in the middle frame either, as far as
+every answer can be reached from every place (docs/video.md has what one frame still tells).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 from mmjax.projects.bouncing_shapes import motion
 
 SPEED_GAP = 1.0  # px/frame between the fastest (slowest) object and the next
-POOL = 64  # velocities tried at once for one anchor
+_SPEEDS = np.arange(-motion.MAX_SPEED, motion.MAX_SPEED + 1)
+_VELOCITIES = np.stack(np.meshgrid(_SPEEDS, _SPEEDS, indexing="ij"), -1).reshape(-1, 2)
 MAX_COMBINATIONS = 64  # combinations of candidates tried per set of anchors
 
 
@@ -41,21 +43,28 @@ def track_is_clear(track: dict, image_size: int) -> np.ndarray:
 def anchored_candidates(
     rng: np.random.Generator, anchor: np.ndarray, num_frames: int, image_size: int
 ) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray, np.ndarray]:
-    """`POOL` tracks through `anchor` (x, y) in frame T // 2, with uniform velocities there.
+    """The tracks through `anchor` (x, y) in frame T // 2 with every velocity there.
+
+    All (2 MAX_SPEED + 1)^2 integer velocities are tried, so a wanted answer that some
+    velocity gives at this anchor is always found (a random pool missed the rare ones, and
+    the anchor drawn again then told where such answers are).
 
     Returns (start int [K, 2], starting velocity int [K, 2], `motion.simulate` output,
     usable bool [K]: a valid velocity (`motion.valid_velocity`) and the forward simulation
     passing through the anchor, clear bool [K]: `track_is_clear`).
     """
     middle = num_frames // 2
-    velocity = rng.integers(-motion.MAX_SPEED, motion.MAX_SPEED + 1, size=(POOL, 2))
-    anchors = np.repeat(np.asarray(anchor)[None], POOL, 0)
+    del rng  # every velocity is tried; the caller picks among them
+    velocity = _VELOCITIES
+    anchors = np.repeat(np.asarray(anchor)[None], len(velocity), 0)
     back = motion.simulate(anchors, -velocity, middle + 1, image_size)
     start = back["position"][:, -1]
     start_velocity = -back["final_velocity"]
     track = motion.simulate(start, start_velocity, num_frames, image_size)
     usable = motion.valid_velocity(velocity) & (track["position"][:, middle] == anchor).all(-1)
-    usable &= motion.start_direction(track["position"]) >= 0  # the first step has a direction
+    # The first step (captions) and the middle one (questions) have a direction.
+    usable &= motion.start_direction(track["position"]) >= 0
+    usable &= motion.step_direction(track["position"], middle) >= 0
     clear = track_is_clear(track, image_size)
     return start.astype(np.int32), start_velocity.astype(np.int32), track, usable, clear
 
@@ -72,16 +81,15 @@ def _object_candidates(
     low, high = motion.limits(image_size)
     while True:
         anchor = rng.integers(low, high + 1, size=2)
-        for _ in range(2):  # a rare wish may need another pool at one anchor
-            start, velocity, track, usable, clear = anchored_candidates(
-                rng, anchor, num_frames, image_size
-            )
-            if hits >= 0:  # a count asked about: every bounce must show
-                usable &= clear & ((track["hit_wall"] > 0).sum(1) == hits)
-            if direction >= 0:
-                usable &= motion.start_direction(track["position"]) == direction
-            if usable.any():
-                return start[usable], velocity[usable]
+        start, velocity, track, usable, clear = anchored_candidates(
+            rng, anchor, num_frames, image_size
+        )
+        if hits >= 0:  # a count asked about: every bounce must show
+            usable &= clear & ((track["hit_wall"] > 0).sum(1) == hits)
+        if direction >= 0:
+            usable &= motion.step_direction(track["position"], num_frames // 2) == direction
+        if usable.any():
+            return start[usable], velocity[usable]
 
 
 def _speeds_are_clear(velocity: np.ndarray) -> bool:
