@@ -65,7 +65,7 @@ def question_keys(
     keys["other_shapes"] = tuple(sorted(int(objects["shape"][j]) for j in others))
     k = min(frame, position.shape[1] - 2)
     step = position[subject, k + 1] - position[subject, k]
-    keys["step"] = tuple(int(np.sign(d)) * min(abs(int(d)), 3) for d in step)
+    keys["step"] = (int(np.sign(step[0])), int(np.sign(step[1])), bool(abs(step[0]) > abs(step[1])))
     if third >= 0:  # touch_order: which named object is nearer, and how much
         near = [np.linalg.norm(here[k] - p) for k in (other, third)]
         keys["nearer"] = (int(near[0] < near[1]), int(min(near) // STEP), int(max(near) // 8))
