@@ -265,9 +265,10 @@ def run(plan: Plan, sections: tuple[str, ...], emit) -> None:
     for case in plan.cached_cases if "cached_attention" in sections else ():
         emit(cached_attention.measure(case, plan.reps, plan.attention_seconds))
     vqa = vqa_step = None
-    if "steps" in sections or "vilt" in sections:
+    vqa_steps = "steps" in sections and "vqa" in plan.tasks
+    if vqa_steps or "vilt" in sections:
         vqa = train_steps.setup("vqa")
-    if "steps" in sections:
+    if vqa_steps:
         vqa_step = _steps(plan, vqa, emit)
     if "vilt" in sections:
         _vilt(plan, vqa, emit)

@@ -147,7 +147,7 @@ def with_floor_share(lines):
     return [
         dict(line, share_of_bound=line["mfu"] / line["mfu_bound"])
         if line["section"] == "matmul_floor"
-        else dict(line, cache_mb=0)
+        else dict(line, cache_mb=0, uncached_examples_per_s=2000.0, uncached_supply_ratio=12.5)
         if line["section"] == "pipeline"
         else line
         for line in lines
@@ -218,8 +218,10 @@ def test_read_runs_skips_a_line_being_written(tmp_path):
     (tmp_path / "b.jsonl").write_text(json.dumps(HEADER) + "\n" + json.dumps(CACHED) + "\n")
     (tmp_path / "a.jsonl").write_text(json.dumps(FUSION) + '\n{"section": "fus')
     (tmp_path / "notes.txt").write_text("not a run")
+    (tmp_path / "quick.jsonl").write_text(json.dumps(dict(FUSION, ours_ms=0.3)) + "\n")
     runs = report.read_runs(str(tmp_path))
-    assert list(runs) == ["a", "b"] and runs["a"] == [FUSION] and runs["b"] == [HEADER, CACHED]
+    assert list(runs) == ["a", "b", "quick"]  # quick last: the goals read fuller runs first
+    assert runs["a"] == [FUSION] and runs["b"] == [HEADER, CACHED]
 
 
 def test_width_scaling_line_is_the_step_line_with_its_width():

@@ -174,16 +174,17 @@ GOALS = [
         "least {:.2f}x",
     ),
     Goal(
-        "pipeline: first-epoch supply >= 10x the VQA step's demand, without the cache",
+        "pipeline: first-epoch supply >= 10x the VQA step's demand (every record read and "
+        "decoded: what the cache cannot help)",
         "pipeline",
-        lambda lines: first(lines, "first_epoch_supply_ratio", task="vqa", cache_mb=0),
+        lambda lines: first(lines, "first_epoch_supply_ratio", task="vqa"),
         lambda v, lines: v >= 10.0,
         "{:.1f}x",
     ),
     Goal(
         "pipeline: later-epoch supply >= 10x the VQA step's demand with data.cache_mb=0",
         "pipeline",
-        lambda lines: first(lines, "supply_ratio", task="vqa", cache_mb=0),
+        lambda lines: first(lines, "uncached_supply_ratio", task="vqa"),
         lambda v, lines: v >= 10.0,
         "{:.1f}x",
     ),

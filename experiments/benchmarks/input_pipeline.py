@@ -5,9 +5,9 @@ Two questions: does the pipeline deliver examples much faster than the step cons
 as in the trainer's loop, as fast as the same step fed one constant batch (measured in turns)?
 With `data.cache_mb` the pipeline keeps the preprocessed examples after their first read: it
 is measured in the first epoch (reading every record) and after one pass over the split (what
-the later epochs see), and the step is fed by the warmed pipeline; without it (`cache_mb=0`,
-the default) every epoch reads as the first, and the later-epoch figure is the same reader
-measured after the first.
+the later epochs see), and the step is fed by the warmed pipeline. Without it
+(`cache_mb=0`) every epoch reads as the first: a second reader with `cache_mb=0` is measured
+after its first batches (for a config without the cache, the same reader's later figure).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from mmjax.data import pipeline
 from mmjax.train import sharding
 
 
-def _train_iterator(bench: StepSetup):
+def _train_iterator(bench: StepSetup, cache_mb: int | None = None):
+    """The trainer's training iterator for `bench` (`cache_mb`: the config's unless given)."""
     data = bench.config.data
     return iter(
         pipeline.train_dataset(
@@ -29,7 +30,7 @@ def _train_iterator(bench: StepSetup):
             bench.config.batch_size,
             seed=data.shuffle_seed,
             num_threads=data.num_threads,
-            cache_mb=data.get("cache_mb", 0),
+            cache_mb=data.get("cache_mb", 0) if cache_mb is None else cache_mb,
         )
     )
 
@@ -63,9 +64,16 @@ def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
     for _ in range(untimed):
         next(iterator)
     first_epoch = examples_per_s(bench, iterator, batches, reps)
+    uncached = None
     if bench.config.data.get("cache_mb", 0) > 0:
         _finish_epoch(bench, iterator, untimed + batches * reps)
     supply = examples_per_s(bench, iterator, batches, reps)
+    if bench.config.data.get("cache_mb", 0) > 0:  # what later epochs get with cache_mb=0
+        reader = _train_iterator(bench, cache_mb=0)
+        for _ in range(untimed):
+            next(reader)
+        uncached = examples_per_s(bench, reader, batches, reps)
+        del reader
 
     def next_batch():
         return sharding.step_batch(next(iterator), bench.mesh)  # as the trainer's loop does
@@ -86,6 +94,8 @@ def measure(bench: StepSetup, batches: int, reps: int, steps: int) -> dict:
         "step_examples_per_s": demand,
         "first_epoch_supply_ratio": first_epoch / demand,
         "supply_ratio": supply / demand,
+        "uncached_examples_per_s": uncached or supply,
+        "uncached_supply_ratio": (uncached or supply) / demand,
         "constant_batch_step_ms": 1e3 * constant,
         "real_data_step_ms": 1e3 * real,
         "real_data_slowdown": ratio - 1.0,

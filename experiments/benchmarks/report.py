@@ -116,6 +116,7 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("step_examples_per_s", "step examples/s", "{:.0f}"),
             ("first_epoch_supply_ratio", "supply / demand, first epoch", "{:.1f}x"),
             ("supply_ratio", "supply / demand, later epochs", "{:.1f}x"),
+            ("uncached_supply_ratio", "supply / demand, later epochs, cache_mb=0", "{:.1f}x"),
             ("constant_batch_step_ms", "step ms, constant batch", "{:.1f}"),
             ("real_data_step_ms", "step ms, real pipeline", "{:.1f}"),
             ("real_data_slowdown", "real-data slowdown", "{:+.1%}"),
@@ -174,10 +175,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def read_runs(folder: str) -> dict[str, list[dict]]:
     """Run name -> its lines, from every `<name>.jsonl` in `folder`, in name order.
 
-    A line being written (the last, cut short) is left out.
+    `quick` comes last, so that goals read the fuller runs' lines first. A line being written
+    (the last, cut short) is left out.
     """
     runs = {}
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+    names = sorted(os.listdir(folder) if os.path.isdir(folder) else [])
+    for name in sorted(names, key=lambda name: name == "quick.jsonl"):
         if not name.endswith(".jsonl"):
             continue
         lines = []
