@@ -17,10 +17,10 @@ versions) apply unchanged and no image's own caption is ever a negative; and the
 
 Negatives are the other images' captions. Every scene has one object of each colour, so colour
 words alone never tell two scenes apart: captions differ only in which shape each colour has and
-where it is, and scenes that differ in one object's shape or grid cell are natural hard
-negatives. The model must bind colour to shape and position on both sides. Random batches
-rarely hold two scenes that differ only in shapes, and the default run learns colour -> grid
-cell but not shapes (see configs/retrieval_dual_encoder.py).
+where it is, and the model must bind colour to shape and position on both sides. Random batches
+rarely hold two scenes that differ in one object's shape or place, so with
+config.hard_negatives each image also meets its own caption with one word changed
+(`mmjax.tasks.hard_negatives`), made anew each step.
 
 Loss (config.loss): "softmax" (CLIP) or "sigmoid" (SigLIP), over the global batch. When the
 batch is split over several devices (the trainer traces the loss inside
