@@ -366,3 +366,92 @@ def test_one_frame_does_not_answer_the_motion_questions():
     assert middle["direction"]["step"] > 0.9  # two frames do show it
     # Every place cell answers "left" (cells never seen in training fall back to the majority).
     assert middle["left"]["place"] > 0.97 and best["shape"] < 0.45
+
+
+# ---------------------------------------------------------------- the dataset contract
+
+
+def dataset_of(data_dir, **entries):
+    import ml_collections
+
+    from mmjax.data.catalog import data_config
+    from mmjax.data.datasets import get_dataset
+    from mmjax.projects.bouncing_shapes.dataset import data_entries
+
+    sizes = {k: v for k, v in SIZES.items()}
+    config = data_config("bouncing_shapes", str(data_dir), S, **data_entries(**sizes, **entries))
+    return get_dataset(ml_collections.ConfigDict(config))
+
+
+def test_dataset_contract(built):
+    from mmjax.data.tokenizer import UNK
+
+    dataset = dataset_of(built, image_frame=T // 2)
+    dataset.prepare()  # built already: a no-op
+    record = dataset.source("validation")[1]
+    clip = clips.generate_clip(clips.clip_rng(0, "validation", 1))
+    np.testing.assert_array_equal(record["video"], clip["video"])
+    np.testing.assert_array_equal(record["image"], clip["video"][T // 2])
+    assert record["questions"]["answer"] == [
+        questions.ANSWERS[a] for a in clip["questions"]["answer"]
+    ]
+    assert record["questions"]["text"] == clip["questions"]["text"]
+    assert record["captions"] == clip["captions"]
+    assert dataset.provided_answers() == list(questions.ANSWERS)
+    assert set(dataset.known_questions()) >= set(record["questions"]["text"])
+    tokenizer = dataset.provided_tokenizer("word", "captions")
+    assert tokenizer is dataset.provided_tokenizer("word", "questions")
+    for text in record["questions"]["text"] + record["captions"]:
+        assert UNK not in tokenizer.tokens_to_ids(text), text
+    notes = dataset.annotations(record)
+    order = np.argsort(clip["objects"]["color"])
+    np.testing.assert_array_equal(notes["object_color"], clip["objects"]["color"][order])
+    assert captions.motion_accuracy(record["captions"][0], notes) == 1.0
+    attributes = dataset.question_attributes(record)
+    assert attributes["family"] == [
+        questions.QUESTION_FAMILIES[f] for f in clip["questions"]["family"]
+    ]
+
+
+def test_question_only_baseline(built):
+    from mmjax.projects.bouncing_shapes.baselines import question_only_baseline
+
+    name, scores = dataset_of(built).answer_baseline("test")
+    assert name == "question-only"
+    assert set(scores) == set(questions.QUESTION_FAMILIES) | {"motion", "static", "overall"}
+    # Against a hand count: train answers "b" twice for text "q"; test asks "q" twice.
+    row = {"text": ["q", "q", "q"], "answer": ["a", "b", "b"], "family": [0, 0, 2]}
+    test = {"text": ["q", "q"], "answer": ["b", "a"], "family": [0, 2]}
+    result = question_only_baseline([{"questions": row}], [{"questions": test}])
+    assert result["shape"] == 1.0 and result["direction"] == 0.0 and result["overall"] == 0.5
+    assert result["static"] == 1.0 and result["motion"] == 0.0
+
+
+def test_dataset_bad_input(built, tmp_path):
+    from mmjax.config_utils import ConfigError
+
+    with pytest.raises(ConfigError, match="image_frame=8"):
+        dataset_of(built, image_frame=T).prepare()
+    with pytest.raises(ConfigError, match="no split 'val'"):
+        dataset_of(built).source("val")
+    with pytest.raises(ConfigError, match="not found"):
+        dataset_of(tmp_path, build_if_missing=False).source("train")
+    with pytest.raises(ConfigError, match="no data entries"):
+        dataset_of(built, num_clips=3)
+
+
+def test_answer_evals_slice_by_family():
+    from mmjax.evaluators.classification import sliced_accuracy
+    from mmjax.projects.bouncing_shapes.evals import answer_evals
+
+    evals = answer_evals(batch_size=8, every=100)
+    assert evals["validation"]["split"] == "validation" and evals["test"]["split"] == "test"
+    assert evals["validation"]["every"] == 100 and evals["test"]["every"] == 0
+    spec = evals["validation"]
+    assert spec["slice_key"] == "family"
+    # One right answer per family but shape, on a hand-made batch: motion 6/6, static 1/2.
+    families = np.arange(len(questions.QUESTION_FAMILIES))
+    labels = np.zeros_like(families)
+    predictions = np.where(families == questions.QUESTION_FAMILIES.index("shape"), 1, 0)
+    scores = sliced_accuracy(labels, predictions, families, spec["slice_names"], spec["groups"])
+    assert scores["motion"] == 1.0 and scores["static"] == 0.5 and scores["shape"] == 0.0
