@@ -85,8 +85,8 @@ def get_config(arg=None):
         arg.data_dir,
         64,
         **sizes,
-        max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 58)
-        caption_text_bytes=384,  # reference text kept as bytes for the metrics
+        max_caption_len=72,  # tokens, BOS and EOS included (the longest caption has 66)
+        caption_text_bytes=384,  # reference text kept as bytes (the longest caption has 309)
         captions_per_image=arg.captions,
     )
     config.tokenizer = dict(kind="word")  # the dataset's template vocabulary

@@ -67,7 +67,7 @@ def get_config(arg=None):
         arg.data_dir,
         64,
         **sizes,
-        max_caption_len=64,  # tokens, BOS and EOS included (the longest caption has 58)
+        max_caption_len=72,  # tokens, BOS and EOS included (the longest caption has 66)
         captions_per_image=5,
     )
     config.tokenizer = dict(kind="word")  # the dataset's template vocabulary
