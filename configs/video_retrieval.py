@@ -32,7 +32,7 @@ from mmjax.projects.bouncing_shapes.dataset import data_entries
 
 SIZES = {
     "tiny": dict(width=32, depth=1, heads=2, mlp=64, embed=32, steps=20, batch=8, patch=16),
-    "default": dict(width=64, depth=1, heads=4, mlp=128, embed=64, steps=1500, batch=64, patch=8),
+    "default": dict(width=64, depth=1, heads=4, mlp=128, embed=64, steps=1000, batch=64, patch=8),
 }
 KINDS = {"joint": None, "factorised": None}
 
