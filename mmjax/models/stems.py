@@ -3,6 +3,9 @@
 stem="vivit" is `mmjax.models.video.ViViT` over clips [B, T, H, W, 3] with `video` its options
 (kind "joint" or "factorised", tubelet frames, depth, spatial_depth, temporal_depth, pool,
 mlp_dim), the model's patch_size, num_heads and width: a model that took an image takes a clip.
+"kept_tubelets" (ViViT tubelets of the few patches a token selector keeps per frame),
+"single_frame" and "frame_mean" (image-stem baselines) also take clips
+(`mmjax.models.frame_stems.clip_token_stem`).
 """
 
 from collections.abc import Sequence
@@ -11,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmjax.models.frame_stems import CLIP_STEMS, clip_token_stem
 from mmjax.models.image import ConvStem, PatchStem
 from mmjax.models.resnet import ResNetStem
 from mmjax.models.video import ViViT
@@ -73,7 +77,20 @@ def image_stem(
         return ResNetStem(width, variant=resnet, **kw)
     if stem == "vivit":
         return _vivit(width, patch_size, num_heads, {"mlp_dim": mlp_dim, **(video or {})}, kw)
-    raise ValueError(f"Unknown stem {stem!r}; use 'patch', 'conv', 'resnet' or 'vivit'.")
+    if stem in CLIP_STEMS:  # kept tubelets and the single-frame and frame-mean baselines
+        return clip_token_stem(
+            stem,
+            width,
+            patch_size=patch_size,
+            patch_kernel=patch_kernel,
+            keep_tokens=keep_tokens,
+            token_selector=token_selector,
+            video=video,
+            **kw,
+        )
+    raise ValueError(
+        f"Unknown stem {stem!r}; use 'patch', 'conv', 'resnet', 'vivit' or one of {CLIP_STEMS}."
+    )
 
 
 VIVIT_OPTIONS = ("kind", "tubelet", "depth", "spatial_depth", "temporal_depth", "pool", "mlp_dim")

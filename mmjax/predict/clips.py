@@ -22,8 +22,14 @@ def clip_frames(config, params) -> int | None:
     """The frame count T a run's model takes, or None for an image model.
 
     T = (rows of the "vivit" stem's `temporal_embedding`) x (its tubelet length).
+    The "kept_tubelets" stem: the rows of its `temporal_embedding`; the "single_frame" and
+    "frame_mean" baselines: the clips they were trained on (config.data.num_frames).
     """
     model = config.get("model", {})
+    if model.get("stem") == "kept_tubelets":  # one row of its temporal table a frame
+        return int(params["stem"]["temporal_embedding"].shape[0])
+    if model.get("stem") in ("single_frame", "frame_mean"):  # any length; the trained one
+        return int(config.data.num_frames)
     if model.get("stem") != "vivit":
         return None
     table = params["stem"]["posemb"]["temporal_embedding"]

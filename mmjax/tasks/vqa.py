@@ -41,6 +41,7 @@ from mmjax.evaluators.bootstrap import CI_HIGH, CI_LOW
 from mmjax.evaluators.groups import group_examples
 from mmjax.models.build import build_model
 from mmjax.tasks.base import Task, checked_image
+from mmjax.tasks.clip_windows import mean_window_logits, window_settings
 from mmjax.workdir import ANSWERS_FILE, TOKENIZER_FILES
 
 
@@ -195,8 +196,18 @@ class VQATask(Task):
         return bool(self.soft_targets)
 
     def predict(self, params, batch):
-        """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q]."""
-        logits, _ = self.model.apply({"params": params}, batch["image"], batch[self.question_key])
+        """Predicted answer int32 [B, Q] (argmax) and its probability float32 [B, Q].
+
+        A clip longer than config.eval_window's frames is scored as the mean of its windows'
+        logits (multi-clip evaluation, `mmjax.tasks.clip_windows`).
+        """
+        questions = batch[self.question_key]
+
+        def logits_fn(media):
+            return self.model.apply({"params": params}, media, questions)[0]
+
+        window, stride = window_settings(self.config)
+        logits = mean_window_logits(logits_fn, batch["image"], window, stride)
         probabilities = jax.nn.softmax(logits.astype(jnp.float32), -1)
         return {
             "answer": jnp.argmax(logits, -1).astype(jnp.int32),
