@@ -17,7 +17,8 @@ the attention weights kept for the backward pass) and `argument_bytes` (paramete
   python -m experiments.benchmarks.video_attention [--frames=8,16,32] [--reps=5] \
       [--out=experiments/results/video_attention/video_attention.json]
 
-prints one JSON line per (frames, kind) and, with --out, writes them all as one JSON file.
+prints one JSON line per (frames, kind) and, with --out, writes them all as one JSON file;
+`--render=FILE.json` prints that file's results as the results page's markdown table.
 Results: experiments/results/video_attention/README.md.
 """
 
@@ -41,6 +42,7 @@ flags.DEFINE_list("frames", ["8", "16", "32"], "Clip lengths T (multiples of the
 flags.DEFINE_integer("reps", 5, "Timed turns per kind (the median is reported).")
 flags.DEFINE_integer("batch", 4, "Clips per step.")
 flags.DEFINE_string("out", None, "Also write every line to this JSON file.")
+flags.DEFINE_string("render", None, "Print the markdown table of this --out file; measure nothing.")
 FLAGS = flags.FLAGS
 
 SIZE, PATCH, TUBELET, WIDTH, HEADS, MLP = 64, 8, 2, 64, 4, 256
@@ -95,9 +97,42 @@ def measure(frames: int, reps: int, batch: int) -> list[dict]:
     return list(lines.values())
 
 
+def add_growth(results: list[dict]) -> list[dict]:
+    """Each line with step_ms, temp_mb and their growth against the same kind's shortest clip."""
+    shortest = min(r["frames"] for r in results)
+    first = {r["kind"]: r for r in results if r["frames"] == shortest}
+    for r in results:
+        base = first[r["kind"]]
+        r["step_ms"] = round(r["step_seconds"] * 1e3, 1)
+        r["temp_mb"] = round(r["temp_bytes"] / 1e6, 1)
+        r["step_growth"] = round(r["step_seconds"] / base["step_seconds"], 2)
+        r["temp_growth"] = round(r["temp_bytes"] / base["temp_bytes"], 2)
+    return results
+
+
+def render(results: list[dict]) -> str:
+    """The markdown table of result lines (after `add_growth`): one row per (frames, kind)."""
+    rows = [
+        "| frames | kind | tokens | longest attention | step (ms) | step growth | GFLOPs | "
+        "temporaries (MB) | memory growth |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r['frames']} | {r['kind']} | {r['tokens']} | {r['longest_attention']} | "
+            f"{r['step_ms']:.0f} | {r['step_growth']:.1f} | {r['gflops']:.2f} | "
+            f"{r['temp_mb']:.1f} | {r['temp_growth']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv) -> None:
     """Measures every clip length and prints (and optionally writes) the lines."""
     del argv
+    if FLAGS.render:
+        with open(FLAGS.render) as f:
+            print(render(json.load(f)["results"]))
+        return
     start, load = time.time(), os.getloadavg()
     results = []
     for frames in (int(f) for f in FLAGS.frames):
@@ -116,6 +151,7 @@ def main(argv) -> None:
         process_cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1),
     )
     print(json.dumps({"machine": machine}), flush=True)
+    results = add_growth(results)
     if FLAGS.out:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
         with open(FLAGS.out, "w") as f:
