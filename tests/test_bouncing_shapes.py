@@ -302,6 +302,9 @@ def test_tfds_round_trip(built):
 
 
 def test_tfds_build_is_deterministic(built, tmp_path):
+    # Byte-identical within a process. Across processes the records' tf.Example protos parse
+    # equal (test_tfds_round_trip) but their bytes differ: protobuf writes the feature map in
+    # a per-process order.
     a = bs_tfds.build_bouncing_shapes(built, **SIZES)
     b = bs_tfds.build_bouncing_shapes(tmp_path, **SIZES)
     files = sorted(f for f in a.data_path.iterdir() if "array_record" in f.name)
@@ -343,7 +346,7 @@ def test_one_frame_does_not_answer_the_motion_questions():
 
     Chance (given the frame): direction 1/4, fastest and slowest 1/4 (a colour among the 4
     objects), approach 1/2, touch_order 1/2, wall_hits 1/3. The margins are ~3 standard errors
-    at these sizes; wall_hits keeps a measured leak (0.43 at 8,000 clips, docs/video.md). The
+    at these sizes; wall_hits keeps a measured leak (0.44 at 8,000 clips, results/single_frame). The
     two-frame control must find direction, and the frame the static question is about answers
     it. Run time: about 5 s.
     """

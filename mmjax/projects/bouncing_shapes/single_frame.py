@@ -135,6 +135,25 @@ def single_frame_accuracy(train_clips: list[dict], test_clips: list[dict], frame
     return result
 
 
+def best_keys(frames: dict) -> dict:
+    """Per frame: each family's best single-frame key and its accuracy, and the motion mean.
+
+    `frames` is {frame name: `single_frame_accuracy` output}; the two-frame control "step" is
+    left out. Returns {frame name: {"key": {family: name}, "accuracy": {family: value},
+    "motion_mean": mean of the motion families' best accuracies}}.
+    """
+    out = {}
+    for name, families in frames.items():
+        keys = {
+            f: max((k for k in v if k != "step"), key=lambda k, v=v: v[k])
+            for f, v in families.items()
+        }
+        accuracy = {f: families[f][k] for f, k in keys.items()}
+        motion = [accuracy[f] for f in questions.MOTION_FAMILIES]
+        out[name] = {"key": keys, "accuracy": accuracy, "motion_mean": float(np.mean(motion))}
+    return out
+
+
 def main(argv=None) -> None:
     """Measures `single_frame_accuracy` on the first, middle and last frames; writes JSON."""
     import argparse
@@ -163,7 +182,9 @@ def main(argv=None) -> None:
         | {"fastest": 1 / clips.NUM_OBJECTS, "slowest": 1 / clips.NUM_OBJECTS, "touch_order": 0.5},
         "frames": {name: single_frame_accuracy(train, test, k) for name, k in frames.items()},
     }
+    out["best"] = best_keys(out["frames"])
     out["wall_s"], out["cpu_s"] = time.time() - start, time.process_time() - cpu
+    out["load_average_1min"] = os.getloadavg()[0]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(out, f, indent=1)

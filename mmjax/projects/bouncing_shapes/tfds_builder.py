@@ -19,6 +19,8 @@ A decoded record (`source[i]`, read with NumPy only) is a nested dict:
   "questions": {"family", "subject", "other", "third", "answer": int32 [Q]; "text": Q bytes};
   "captions": list of 5 bytes.
 Text comes back as UTF-8 bytes; `dataset.BouncingShapes.source` gives the common layout.
+Two builds of one setting hold equal records; the files are byte-identical only when written
+by one process (protobuf serialises a record's feature map in a per-process order).
 """
 
 from __future__ import annotations
