@@ -19,8 +19,10 @@ them reached the encoder (modality dropout), which is what trains cross-modal ge
 `predict` returns, for each source s of z -- "joint" (image and text), "from_image" (the image
 alone) and "from_text" (the text alone):
   "z_<s>" float32 [B, z_dim];
-  "image_<s>" float32 [B, H, W, 3], decoded from that z and clipped to [0, 1] (the decoder's
-    output is linear; clipping can only bring it closer to a true image);
+  "image_<s>" float32 [B, H, W, 3], decoded from that z (the most likely image: the sprite
+    decoder places each sprite where it is likeliest, see `SpriteImageDecoder`) and clipped
+    to [0, 1] (the decoder's output is linear; clipping can only bring it closer to a true
+    image);
   "text_<s>" int32 [B, L-1], greedy text from that z (no BOS; EOS, then 0s);
   "text_correct_<s>" int32 [B], teacher-forced target tokens whose argmax is right;
 and "z_random_<s>", z of the same architecture freshly initialised from another seed
@@ -208,7 +210,9 @@ class AutoencodingTask(Task):
 
         for source in SOURCES:
             z = out[f"z_{source}"]
-            image = apply(z, method=MultimodalAutoencoder.decode_image)
+            image = self.model.apply(
+                {"params": params}, z, mode=True, method=MultimodalAutoencoder.decode_image
+            )
             out[f"image_{source}"] = jnp.clip(image, 0.0, 1.0)
             logits = apply(z, text[:, :-1], method=MultimodalAutoencoder.decode_text)
             right = (jnp.argmax(logits, -1) == targets) & (targets != 0)
@@ -235,11 +239,12 @@ class AutoencodingTask(Task):
         mean_mse = mean_image_baseline(self.dataset.source("train"), test)
 
         # Metrics arrive as "<eval name>/<metric>"; the eval names are the config's choice,
-        # and the validation split's are not what this table reports.
+        # and the validation split's ("validation", "validation_...") are not what this table
+        # reports.
         flat = {
             key.split("/", 1)[-1]: value
             for key, value in metrics.items()
-            if not key.startswith("validation/")
+            if not key.startswith("validation")
         }
 
         def get(key):
@@ -259,6 +264,10 @@ class AutoencodingTask(Task):
         ):
             lines.append(f"{label:<44}{get(key):>10.4f}")
         lines.append(f"{'image MSE of the mean training image':<44}{mean_mse:>10.4f}")
+        for source in SOURCES:  # the "drawn_order" evaluator's, where the config has one
+            if f"{source}_objects_in_order" in flat:
+                label = f"objects drawn in order, {source.replace('_', ' ')}"
+                lines.append(f"{label:<44}{get(f'{source}_objects_in_order'):>10.4f}")
         if "z_joint_accuracy" in flat:
             lines += ["", f"{'linear probe on z (accuracy)':<30}{'trained':>10}{'random':>10}"]
             lines.append("-" * 50)
