@@ -4,6 +4,8 @@
   python -m experiments.benchmark            # every task, more reps and sizes
   python -m experiments.benchmark --sections=fusion_attention,cached_attention --run=attention
   python -m experiments.benchmark --render   # only rewrite the page from the run files
+  python -m experiments.benchmark --sections=steps --tasks=retrieval --run=retrieval_new \
+      --task_config=retrieval=configs/retrieval_dual_encoder.py --override=optim.lr=3e-4
 
 Prints one JSON line per measurement, writes them to
 experiments/results/benchmarks/runs/<run>.jsonl (`--run`: "quick" or "default" unless given;
@@ -74,6 +76,7 @@ class Plan:
       widest_runs: measurements of the widest width (the goal asks for three).
       pipeline_batches: batches per repetition of the pipeline alone.
       vilt_variants: our VQA variants timed against ViLT (name -> config overrides).
+      overrides: config overrides of every task's step in the `steps` section.
     """
 
     reps: int
@@ -89,6 +92,7 @@ class Plan:
     widest_runs: int
     pipeline_batches: int
     vilt_variants: dict
+    overrides: tuple[str, ...] = ()
 
 
 SINGLE_STREAM = [
@@ -267,14 +271,14 @@ def run(plan: Plan, sections: tuple[str, ...], emit) -> None:
     vqa = vqa_step = None
     vqa_steps = "steps" in sections and "vqa" in plan.tasks
     if vqa_steps or "vilt" in sections:
-        vqa = train_steps.setup("vqa")
+        vqa = train_steps.setup("vqa", list(plan.overrides))
     if vqa_steps:
         vqa_step = _steps(plan, vqa, emit)
     if "vilt" in sections:
         _vilt(plan, vqa, emit)
     for name in plan.tasks if "steps" in sections else ():
         if name != "vqa":
-            _steps(plan, train_steps.setup(name), emit)
+            _steps(plan, train_steps.setup(name, list(plan.overrides)), emit)
     if "width_scaling" in sections:
         _widths(plan, vqa, vqa_step, emit)
     for backward in (False, True) if "attention" in sections else ():
@@ -291,6 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="VQA only, fewer repetitions")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     parser.add_argument("--tasks", default="", help="comma-separated (default: the plan's)")
+    parser.add_argument(
+        "--task_config",
+        action="append",
+        default=[],
+        help="TASK=CONFIG[:ARGS]: measure TASK's step with this config file (repeatable)",
+    )
+    parser.add_argument(
+        "--override", action="append", default=[], help="KEY=VALUE for every task's config"
+    )
     parser.add_argument("--run", default="", help="run file name (default: quick or default)")
     parser.add_argument("--results", default=RESULTS, help="the results page to rewrite")
     parser.add_argument("--render", action="store_true", help="only rewrite the page from runs/")
@@ -314,6 +327,12 @@ def main(argv: list[str] | None = None) -> None:
         if unknown := sorted(set(tasks) - set(train_steps.TASK_CONFIGS)):
             parser.error(f"unknown tasks {unknown}; known: {', '.join(train_steps.TASK_CONFIGS)}")
         plan = dataclasses.replace(plan, tasks=tasks)
+    for entry in args.task_config:
+        name, _, spec = entry.partition("=")
+        if name not in train_steps.TASK_CONFIGS or not spec:
+            parser.error(f"--task_config={entry}: expected TASK=CONFIG with TASK one of the tasks")
+        train_steps.TASK_CONFIGS[name] = (spec, train_steps.TASK_CONFIGS[name][1])
+    plan = dataclasses.replace(plan, overrides=tuple(args.override))
     results = Results(args.results, args.run or plan_name, run_header(command))
     run(plan, sections, results.emit)
     print(f"wrote {results.path} and {results.page}", file=sys.stderr)

@@ -160,8 +160,10 @@ def test_render_page_tables_runs_and_goals():
     tta += [
         budget_line(c, m, 0.3 + m / 10) for c in ("vilt", "relation_network") for m in (1.25, 5)
     ]
-    runs = {"default": [HEADER, *lines], "time_to_accuracy": [HEADER, *tta]}
+    stopped = dict(HEADER, note="stopped early")
+    runs = {"default": [HEADER, *lines], "time_to_accuracy": [stopped, *tta]}
     text = report.render_page(runs, {"ceiling": "N."})
+    assert "\n- `runs/time_to_accuracy.jsonl`: stopped early\n" in text
     assert "| `runs/default.jsonl` | `python -m experiments.benchmark` | `today` |" in text
     # MFU: the step at 0.20 of the ceiling against 0.29 at its matmuls' floor: 69%.
     assert goal(text, "MFU: the default VQA train step").endswith(

@@ -209,7 +209,13 @@ def _header(runs: dict[str, list[dict]]) -> list[str]:
             ]
         )
     header = ["run file", "command", "started", "load average at start", "1-min load"]
-    return _table(header, rows)
+    notes = [
+        f"- `runs/{name}.jsonl`: {line['note']}"
+        for name, lines in runs.items()
+        for line in lines
+        if line["section"] == "run" and line.get("note")
+    ]
+    return _table(header, rows) + (["", *notes] if notes else [])
 
 
 def _goals(lines: list[dict]) -> list[str]:
