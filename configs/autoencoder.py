@@ -1,24 +1,28 @@
 r"""Multimodal autoencoder on Sort-of-CLEVR: image + text -> z -> image + text, cross-modal too.
 
-15x15-pixel patches (25 image tokens) and a text encoder feed a fusion transformer; a linear
-map of its latent token and of all valid fused states is z (`model.z_dim`, pool="flatten"). A
-patch decoder (a transformer over 25 tokens made from z, an MLP per token to its pixels)
-rebuilds the image (`model.image_decoder_kind="conv"`: transposed convolutions instead), and a
+The image enters as the VQA model's tokens (5-pixel patches, each embedded from the 15-pixel
+window centred on it; the 64 patches farthest from the mean colour), the text through a text
+encoder; a fusion transformer runs over [8 latent tokens; image; text], and z (`model.z_dim`)
+is a linear map of the latents' fused states plus one of the valid image and text states (the
+kept patches laid on the patch grid: pool="flatten"). A sprite decoder rebuilds the image: 6
+sprites made from z, each placed by a distribution over rows and one over columns on a learned
+background (`model.image_decoder_kind`: "sprites"; "patch" and "conv" are the others), and a
 causal text decoder, cross-attending to `model.z_tokens` tokens made from z, writes the text.
-The patch stem and decoder were chosen for speed: per step they learnt about as fast as the
-conv stem and the conv decoder (image MSE 0.033 against 0.031 after 400 image-only steps) at
-about 2.5x the steps per second on this CPU. The text T
-of a scene is its fourth caption ("from left to right: orange circle, gray circle, ..."), the
-one caption that the image determines (`data.caption_index`). Loss: w_image * pixel MSE +
-w_text * token cross-entropy (`loss_weights`). Modality dropout (`model.image_only_rate`,
+The text T of a scene is its fourth caption ("from left to right: orange circle, gray circle,
+..."), the one caption that the image determines (`data.caption_index`). Loss: w_image * pixel
+MSE + w_text * token cross-entropy (`loss_weights`). Modality dropout (`model.image_only_rate`,
 `model.text_only_rate`) makes z computable from either modality alone; `mask=<ratio>` turns on
-masked autoencoding (that fraction of image tokens and text tokens hidden in training).
+masked autoencoding (that fraction of image tokens and text tokens hidden in training; then
+every patch is a token).
 
 Evaluation: image MSE and PSNR, text exact match and token accuracy, from z of image + text,
 of the image alone and of the text alone (so image -> text and text -> image), CIDEr-D of the
-text generated from the image alone, a PNG grid per evaluation in <workdir>/reconstructions/,
-and a 5-fold cross-validated linear probe on z (shape, left, top of each colour's object)
-against the same probe on a never-trained encoder of another seed.
+text generated from the image alone, a PNG grid per evaluation in <workdir>/reconstructions/;
+the share of objects whose colour the decoded image draws in the scene's left-to-right order
+("drawn_order": a parser of the image, per source of z); and a 5-fold cross-validated linear
+probe on z (shape, left, top of each colour's object) against the same probe on a
+never-trained encoder of another seed, on validation and test. Images are decoded at their
+mode (each sprite at its likeliest place), texts greedily.
 
 Command:
   python -m mmjax.main --config=configs/autoencoder.py --workdir=runs/autoencoder
@@ -27,7 +31,8 @@ Arguments (after a colon, comma-separated): size=tiny|default, steps=<int> (0 ke
 size's default), num_train=<int>, num_test=<int>, z_dim=<int> (0 keeps the size's default),
 mask=<float> (masked-autoencoding ratio for image and text tokens, default 0).
 
-Results (default size, this shared 2-core CPU): see the README's autoencoder section.
+Results (default size, this shared 2-core CPU): experiments/results/autoencoder/README.md;
+how-to: docs/autoencoder.md.
 """
 
 import ml_collections
@@ -136,9 +141,10 @@ def get_config(arg=None):
         dtype="float32",
     )
     # Pixel MSE is ~0.05 for a blank white image and the token cross-entropy starts near 4.4.
-    # Measured over 600 steps: with image weight 10 the text takes over the shared encoder and
-    # the image MSE stays at the blank image's (0.048); 50 brings it to 0.033 with the text
-    # still learnt (cross-entropy 0.10); 200 hurts the text (0.38).
+    # Measured over 600 steps with the model before issue 26 (15-pixel patches, patch
+    # decoder): with image weight 10 the text takes over the shared encoder and the image MSE
+    # stays at the blank image's (0.048); 50 brings it to 0.033 with the text still learnt
+    # (cross-entropy 0.10); 200 hurts the text (0.38). Kept for the sprite decoder.
     config.loss_weights = dict(image=50.0, text=1.0)
     config.probe_random_seed = 1  # the untrained encoder the probe is compared with
 
