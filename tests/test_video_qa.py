@@ -162,7 +162,15 @@ def test_a_16_frame_clip_through_an_8_frame_model_scores_the_mean_of_its_windows
 # ---------------------------------------------------------------- training and predict
 
 
-@pytest.mark.parametrize("model", ["video", "single_frame", "frame_mean"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "video",
+        # The baselines' stems are tested against the image stem above; their runs: slow.
+        pytest.param("single_frame", marks=pytest.mark.slow),  # about 10 s
+        pytest.param("frame_mean", marks=pytest.mark.slow),  # about 10 s
+    ],
+)
 def test_tiny_video_qa_loss_falls(model):
     spec = f"{TINY},model={model}"
     task = _task(spec)
@@ -205,7 +213,9 @@ def test_predict_answers_a_question_about_a_clip_as_the_task_predicts(tmp_path):
         predictor.answer(clip["video"][:7], question)
 
 
-@pytest.mark.parametrize("model", ["single_frame", "frame_mean"])
+@pytest.mark.parametrize(
+    "model", ["single_frame", pytest.param("frame_mean", marks=pytest.mark.slow)]
+)
 def test_predict_takes_clips_for_the_frame_baselines(model):
     predictor = _predictor(f"{TINY},model={model}")
     clip = next(clips.generate_split(0, 1, "test"))
