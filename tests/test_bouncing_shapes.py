@@ -441,6 +441,13 @@ def test_dataset_bad_input(built, tmp_path):
         dataset_of(tmp_path, build_if_missing=False).source("train")
     with pytest.raises(ConfigError, match="no data entries"):
         dataset_of(built, num_clips=3)
+    for entry, message in (
+        ("num_frames", "num_frames must be in 6..24, got 30"),
+        ("num_objects", "num_objects must be in 3..6, got 30"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            dataset_of(tmp_path, **{entry: 30}).prepare()
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_answer_evals_slice_by_family():

@@ -21,9 +21,21 @@ import numpy as np
 from mmjax.projects.bouncing_shapes import motion
 
 NUM_CAPTIONS = 5
-_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
-_TIMES = ("never bounces", "bounces once", "bounces twice", "bounces three times")
-_TIMES += ("bounces four times",)
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_NUMBER_WORDS += ("ten", "eleven", "twelve")
+
+
+def _number(n: int) -> str:
+    return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else "many"
+
+
+def _times(k: int) -> str:
+    """How a caption says an object bounced k times ("never bounces", "bounces twice", ...)."""
+    return (
+        ("never bounces", "bounces once", "bounces twice")[k]
+        if k < 3
+        else f"bounces {_number(k)} times"
+    )
 
 
 def _walls(hit_wall: np.ndarray) -> list[str]:
@@ -85,13 +97,13 @@ def make_captions(rng: np.random.Generator, objects: dict) -> list[str]:
         canonical_caption(objects),
         _join([f"{_a(c)} {s} heading {d}" for c, s, d, _ in shuffled()]) + ".",
         "there is "
-        + _join([f"{_a(c)} {s} moving {d} that {_TIMES[k]}" for c, s, d, k in shuffled()])
+        + _join([f"{_a(c)} {s} moving {d} that {_times(k)}" for c, s, d, k in shuffled()])
         + ".",
-        f"{_NUMBER_WORDS[n]} shapes move: "
+        f"{_number(n)} shapes move: "
         + "; ".join(f"the {c} {s} starts going {d}" for c, s, d, _ in shuffled())
         + f"; the {fast[0]} {fast[1]} is fastest and the {slow[0]} {slow[1]} is slowest.",
         "; ".join(
-            f"the {c} {s} goes {d} and hits {_NUMBER_WORDS[k]} wall{'' if k == 1 else 's'}"
+            f"the {c} {s} goes {d} and hits {_number(k)} wall{'' if k == 1 else 's'}"
             for c, s, d, k in shuffled()
         )
         + ".",
@@ -101,7 +113,7 @@ def make_captions(rng: np.random.Generator, objects: dict) -> list[str]:
 def vocabulary_texts() -> list[str]:
     """Texts holding every word a caption can use (for a fixed caption tokenizer)."""
     words = list(motion.COLOR_NAMES + motion.SHAPES + motion.DIRECTIONS + motion.WALLS)
-    words += list(_NUMBER_WORDS) + list(_TIMES)
+    words += list(_NUMBER_WORDS) + ["many never bounces once twice times"]
     templates = [
         "the a moves and bounces off the wall then the wall; .",
         "a an heading , and there is moving that shapes move: the starts going",

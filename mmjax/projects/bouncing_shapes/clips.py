@@ -31,6 +31,18 @@ NUM_FRAMES = 8
 IMAGE_SIZE = 64
 
 
+def check_settings(num_frames: int, image_size: int, num_objects: int) -> None:
+    """Raises ValueError naming a clip shape the generator cannot draw."""
+    if not 3 <= num_objects <= len(motion.COLORS):  # touch_order names three objects
+        raise ValueError(f"num_objects must be in 3..{len(motion.COLORS)}, got {num_objects}")
+    # Two bounces, neither on the first or last step nor together, need 6 frames; past 24,
+    # an object at the slowest speed can no longer cross the clip without a bounce.
+    if not 6 <= num_frames <= 24:
+        raise ValueError(f"num_frames must be in 6..24, got {num_frames}")
+    if image_size < 64:
+        raise ValueError(f"image_size must be at least 64, got {image_size}")
+
+
 def objects_stream(
     rng: np.random.Generator,
     num_objects: int = NUM_OBJECTS,
@@ -46,12 +58,7 @@ def objects_stream(
     (starting (x, y) and px/frame), "position" [N, T, 2], "hit_wall" [N, T]
     (`motion.simulate`), "wall_hits" [N]. Raises ValueError for a clip shape it cannot draw.
     """
-    if not 2 <= num_objects <= len(motion.COLORS):
-        raise ValueError(f"num_objects must be in 2..{len(motion.COLORS)}, got {num_objects}")
-    if num_frames < 4 or image_size < 64:
-        raise ValueError(
-            f"need num_frames >= 4 and image_size >= 64, got {num_frames}, {image_size}"
-        )
+    check_settings(num_frames, image_size, num_objects)
     wants = np.full((num_objects, 2), -1) if wants is None else np.asarray(wants)
     colors = rng.choice(len(motion.COLORS), size=num_objects, replace=False).astype(np.int32)
     shapes = rng.integers(0, len(motion.SHAPES), size=num_objects).astype(np.int32)

@@ -126,6 +126,13 @@ class BouncingShapes(Dataset):
         frames = self._settings()["num_frames"]
         if not -1 <= frame < frames:
             raise ConfigError(f"data.image_frame={frame} is outside -1..{frames - 1}")
+        settings = self._settings()
+        try:
+            clips.check_settings(
+                settings["num_frames"], settings["image_size"], settings["num_objects"]
+            )
+        except ValueError as error:
+            raise ConfigError(f"bouncing_shapes: {error}") from None
         if not self.config.get("build_if_missing", True):
             return
         from mmjax.projects.bouncing_shapes.tfds_builder import build_bouncing_shapes
@@ -134,10 +141,7 @@ class BouncingShapes(Dataset):
         # Runs started together would otherwise build the same dataset at once.
         with open(os.path.join(self.data_dir, ".mmjax-build.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                build_bouncing_shapes(self.data_dir, **self._settings())
-            except ValueError as error:  # a clip shape the generator refuses
-                raise ConfigError(f"bouncing_shapes: {error}") from None
+            build_bouncing_shapes(self.data_dir, **settings)
 
     def raw_source(self, split: str, transform=None) -> CheckedSource:
         """The split's records as stored (answers as ids into `questions.ANSWERS`)."""
