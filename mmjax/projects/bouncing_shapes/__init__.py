@@ -1,11 +1,12 @@
 """The built-in video project: bouncing shapes, generated locally from a seed.
 
-Importing it registers the dataset "bouncing_shapes" (`dataset.BouncingShapes`). Modules:
-`motion` (objects, motion, renderer), `questions` (families, answer rules, balanced sampler),
-`captions` (captions and the motion checker `captions.motion_accuracy`), `clips` (one clip
-from (seed, split, index)), `tfds_builder`, `dataset` (the dataset contract), `baselines`,
-`evals` (config helpers), `single_frame` (what one frame tells about the answers) and
-`NOTES.md` (design notes).
+Importing it registers the dataset "bouncing_shapes" (`dataset.BouncingShapes`). The dataset's
+modules: `motion` (objects, motion, renderer), `tracks` (drawing tracks from the middle frame
+outwards), `questions` (families, answer rules, balanced sampler), `captions` (captions and the
+motion checker `captions.motion_accuracy`), `clips` (one clip from (seed, split, index)),
+`tfds_builder`, `build` (the build command), `dataset` (the dataset contract), `baselines`,
+`balance`, `evals` (config helpers), `single_frame` (what one frame tells about the answers),
+`results/` and `NOTES.md` (design notes).
 """
 
 from mmjax import registry
