@@ -216,9 +216,9 @@ def test_answers_are_balanced_within_families(sample):
 
 
 def test_captions_name_each_objects_motion(sample):
-    tokenizer = __import__(
-        "mmjax.projects.bouncing_shapes.dataset", fromlist=["word_tokenizer"]
-    ).word_tokenizer()
+    from mmjax.projects.bouncing_shapes.dataset import word_tokenizer
+
+    tokenizer = word_tokenizer()
     for clip in sample[:20]:
         objects, texts = clip["objects"], clip["captions"]
         assert len(texts) == captions.NUM_CAPTIONS
@@ -226,18 +226,31 @@ def test_captions_name_each_objects_motion(sample):
         for text in texts:
             assert captions.motion_accuracy(text, objects) == 1.0, text
             assert 1 not in tokenizer.tokens_to_ids(text), text  # no unknown word
-    objects = sample[0]["objects"]
-    n = len(objects["color"])
-    wrong = {"left": "right", "right": "left", "up": "down", "down": "up"}
-    named = captions.named_directions(sample[0]["captions"][0])
-    first = motion.COLOR_NAMES[sorted(objects["color"])[0]]
-    broken = sample[0]["captions"][0].replace(f"{first} ", f"{first} ", 1)
-    head, _, rest = broken.partition(";")
-    for d, w in wrong.items():
-        if f" {d}" in head and named[first] == d:
-            head = head.replace(f"moves {d}", f"moves {w}")
-    assert captions.motion_accuracy(head + ";" + rest, objects) == (n - 1) / n
+
+
+def test_caption_checker_reads_each_objects_direction():
+    # Red steps (-3, +1) from frame 0 to 1: left; blue (0, -5): up.
+    objects = {
+        "color": np.array([0, 2]),
+        "position": np.array([[[10, 10], [7, 11]], [[30, 30], [30, 25]]]),
+    }
+    right = "the red circle moves left and bounces off the right wall; the blue square moves up."
+    assert captions.motion_accuracy(right, objects) == 1.0
+    # As the word tokenizer decodes it: punctuation split off.
+    assert (
+        captions.motion_accuracy("the red circle moves left ; the blue square moves up .", objects)
+        == 1.0
+    )
+    assert (
+        captions.motion_accuracy("the red circle moves right; the blue square moves up.", objects)
+        == 0.5
+    )
+    assert captions.motion_accuracy("a blue square heading up.", objects) == 0.5  # red not named
+    # "left wall" names a wall, not a direction; a colour ends the previous mention.
     assert captions.motion_accuracy("the red square bounces off the left wall", objects) == 0.0
+    assert captions.motion_accuracy("the red and the blue move left", objects) == 0.0
+    notes = {"object_color": np.array([0, 2]), "object_direction": np.array([0, 2])}
+    assert captions.motion_accuracy(right, notes) == 1.0
 
 
 # ---------------------------------------------------------------- determinism and splits
