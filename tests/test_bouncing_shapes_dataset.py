@@ -105,6 +105,8 @@ def test_dataset_contract(built):
     order = np.argsort(clip["objects"]["color"])
     np.testing.assert_array_equal(notes["object_color"], clip["objects"]["color"][order])
     assert captions.motion_accuracy(record["captions"][0], notes) == 1.0
+    copy = pickle.loads(pickle.dumps(dataset.source("validation")))  # as grain workers get it
+    np.testing.assert_array_equal(copy[1]["image"], record["image"])
     attributes = dataset.question_attributes(record)
     assert attributes["family"] == [
         questions.QUESTION_FAMILIES[f] for f in clip["questions"]["family"]
