@@ -40,6 +40,7 @@ import time
 import pytest
 from documented_commands import ROOT, documented_commands
 
+from mmjax.config_loader import load_config
 from mmjax.sweeps import with_config_args
 
 STEPS = 2
@@ -169,14 +170,18 @@ def _prepare_data(python, jobs, work, env) -> None:
     if any("dataset=coco_captions" in c or "dataset=clevr" in c for c in configs):
         from test_catalog_datasets import ClevrStandIn, CocoCaptionsStandIn
 
+        # The retrieval config's batch on coco_captions, read from it, so the stand-in follows it.
+        spec = os.path.join(ROOT, "configs", "retrieval_dual_encoder.py:dataset=coco_captions")
+        batch = load_config(spec, []).batch_size
+
         class CocoForDefaultBatches(CocoCaptionsStandIn, skip_registration=True):
-            """The stand-in with a training split of the retrieval config's batch (64)."""
+            """The stand-in with a training split of the retrieval config's batch."""
 
             name = "coco_captions"  # a subclass would otherwise take its class name
 
             def _split_generators(self, dl_manager):
                 return dict(
-                    super()._split_generators(dl_manager), train=self._generate_examples(0, 64)
+                    super()._split_generators(dl_manager), train=self._generate_examples(0, batch)
                 )
 
         root = str(work / "home" / "tensorflow_datasets")
