@@ -7,12 +7,14 @@ For each task it trains the task's default config into `<runs>/<task>` with
 `python -m mmjax.main` (resuming a stopped run; skipped when the run has finished), copies the
 run's config.json and metrics.jsonl into `results/default_<task>/` (checkpoints are never
 committed), and writes there: `curves.png` (learning curves, drawn from the copied
-metrics.jsonl), the task's example figures drawn from the checkpoint, and `figures.md`, the page
+metrics.jsonl), the task's example figures drawn from the checkpoint, for VQA `pointing.json` (how
+often the attention points at the object a question is about), and `figures.md`, the page
 that shows them with the numbers behind them. `--train=false` only draws, from finished runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -122,6 +124,10 @@ def draw(
         paths += examples.vqa_examples(predictor, test, folder)
         scenes = min(pointing_scenes, len(test))
         facts = scenes, examples.pointing(predictor, test, scenes)
+        # The statistic as a run file, so the results page's table of it can be checked.
+        paths.append(os.path.join(folder, "pointing.json"))
+        with open(paths[-1], "w") as f:
+            json.dump({"scenes": scenes, "step": predictor.run.step, "by_type": facts[1]}, f)
     elif task == "captioning":
         drawn, facts = examples.captioning_examples(predictor, test, folder)
         paths += drawn
