@@ -194,11 +194,18 @@ def read_runs(folder: str) -> dict[str, list[dict]]:
     return runs
 
 
+def _load(line: dict) -> float | None:
+    """The 1-minute load average when `line` was measured (time-to-accuracy lines: all three)."""
+    if "load_average_1min" in line:
+        return line["load_average_1min"]
+    return (line.get("load_average") or [None])[0]
+
+
 def _header(runs: dict[str, list[dict]]) -> list[str]:
     rows = []
     for name, lines in runs.items():
         head = next((line for line in lines if line["section"] == "run"), {})
-        loads = [line["load_average_1min"] for line in lines if "load_average_1min" in line]
+        loads = [_load(line) for line in lines if line["section"] != "run" and _load(line)]
         rows.append(
             [
                 f"`runs/{name}.jsonl`",
@@ -273,8 +280,7 @@ def render_page(runs: dict[str, list[dict]], notes: dict[str, str]) -> str:
         out += ["", f"## {title}", ""]
         columns = [*columns, ("run", "run", "{}"), ("load_average_1min", "load", "{:.1f}")]
         for line in section_lines:  # time-to-accuracy lines carry the 1, 5 and 15-min loads
-            if "load_average_1min" not in line and line.get("load_average"):
-                line["load_average_1min"] = line["load_average"][0]
+            line["load_average_1min"] = _load(line)
         rows = [[_cell(line.get(f), fmt) for f, _, fmt in columns] for line in section_lines]
         out += _table([header for _, header, _ in columns], rows)
         if notes.get(section):
