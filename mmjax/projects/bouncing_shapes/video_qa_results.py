@@ -28,6 +28,10 @@ flags.DEFINE_multi_string("run", [], "name=workdir of a run to report (the first
 flags.DEFINE_string("out", None, "The results folder.")
 flags.DEFINE_integer("multi_clip_frames", 16, "Frames of the multi-clip test clips (0: none).")
 flags.DEFINE_integer("multi_clip_clips", 200, "How many multi-clip test clips.")
+flags.DEFINE_multi_string(
+    "time_log", [], "name=file: the run's `/usr/bin/time -v` output, for <name>/run_time.json."
+)
+flags.DEFINE_string("load_log", None, "Lines '<unix time> <contents of /proc/loadavg>'.")
 FLAGS = flags.FLAGS
 
 ROWS = ("motion", "static", "overall")
@@ -41,6 +45,36 @@ def copy_run(workdir: str, folder: str) -> dict:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if '"test/accuracy"' in line]
     return records[-1]
+
+
+def run_time(time_log: str, load_log: str | None) -> dict:
+    """Wall, user and system seconds, peak memory of a `/usr/bin/time -v` log; and the load.
+
+    The load: the mean and the range of the 1-minute load average over the run's wall time,
+    from `load_log` (sampled every 30 s while it ran), when given.
+    """
+    fields = {
+        "User time (seconds)": "user_s",
+        "System time (seconds)": "system_s",
+        "Maximum resident set size (kbytes)": "max_rss_kb",
+    }
+    out, ended = {}, os.path.getmtime(time_log)
+    with open(time_log) as f:
+        for line in f:
+            name, _, value = line.strip().rpartition(": ")
+            if name in fields:
+                out[fields[name]] = float(value)
+            elif name.startswith("Elapsed (wall clock) time"):
+                parts = [float(p) for p in value.split(":")]
+                out["wall_s"] = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    out["cpu_s"] = out["user_s"] + out["system_s"]
+    if load_log:
+        with open(load_log) as f:
+            samples = [line.split() for line in f if line.strip()]
+        loads = [float(x[1]) for x in samples if ended - out["wall_s"] <= float(x[0]) <= ended]
+        if loads:
+            out.update(load_mean=float(np.mean(loads)), load_min=min(loads), load_max=max(loads))
+    return out
 
 
 def _accuracy(metrics: dict, prefix: str) -> dict[str, float]:
@@ -95,6 +129,9 @@ def main(argv) -> None:
     runs = dict(spec.split("=", 1) for spec in FLAGS.run)
     started, cpu = time.time(), time.process_time()
     tests = {name: copy_run(w, os.path.join(FLAGS.out, name)) for name, w in runs.items()}
+    for name, log in (spec.split("=", 1) for spec in FLAGS.time_log):
+        with open(os.path.join(FLAGS.out, name, "run_time.json"), "w") as f:
+            json.dump(run_time(log, FLAGS.load_log), f, indent=1)
     first = next(iter(runs.values()))
     config = Workdir(first, writer=False).read_config()
     dataset = Experiment.assemble(config, prepare_data=False).dataset
