@@ -183,7 +183,7 @@ def test_render_page_tables_runs_and_goals():
     assert goal(text, "equal work").endswith("| n/a | not measured |")
     # mmjax reached 94% at 1.25 minutes; its rivals stayed at 42.5% and 80% (60% at 5 min).
     assert goal(text, "time to accuracy").endswith(
-        "| mmjax: at 1.2 min (ViLT: at 5.0 min; RN: at 5.0 min) | yes |"
+        "| mmjax: at 1.25 min (ViLT: at 5.00 min; RN: at 5.00 min) | yes |"
     )
     # One table row per line, in its section, with the run and the numbers formatted.
     assert "| `[2048, 2048] x [2048, 2048]` | 0.25 | 68.7 | default |" in text
@@ -198,7 +198,7 @@ def test_render_page_tables_runs_and_goals():
         "| default | `B=8 N=64 Q=20 L=1 H=4 Dh=16 bias` | forward | 0.250 | 0.500 | 0.450 |"
     )
     assert fusion_row + " 2.00x | 1.80x | default |" in text
-    assert "| relation_network | 600 | 5.0 | 100 | 200 | 0.50 | 90.0% | 80.0% |" in text
+    assert "| relation_network | 600 | 5.00 | 100 | 200 | 0.50 | 90.0% | 80.0% |" in text
     assert "\nN.\n" in text
     assert "## Against Hugging Face ViLT" not in text  # sections without lines are left out
 
@@ -208,7 +208,7 @@ def test_time_to_accuracy_goal_is_missed_when_a_rival_reaches_60_first_or_is_mis
     runs["t"].append(budget_line("relation_network", 10, 0.2))
     text = report.render_page(runs, {})
     assert goal(text, "time to accuracy").endswith(
-        "| mmjax: at 5.0 min (ViLT: at 1.2 min; RN: not by 10.0 min, best 20.0%) | **no** |"
+        "| mmjax: at 5.00 min (ViLT: at 1.25 min; RN: not by 10.00 min, best 20.0%) | **no** |"
     )
     runs = {"t": [budget_line("mmjax", 0.5, 0.95), budget_line("vilt", 5, 0.3)]}
     assert "| **no** |" in goal(report.render_page(runs, {}), "time to accuracy")  # no RN line

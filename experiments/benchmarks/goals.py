@@ -76,9 +76,9 @@ def _rivals_context(lines: list[dict]) -> str | None:
         best = max(line["relational"] for line in own)
         longest = max(line["cpu_minutes_2_cores"] for line in own)
         parts.append(
-            f"{name}: at {at:.1f} min"
+            f"{name}: at {at:.2f} min"
             if at is not None
-            else f"{name}: not by {longest:.1f} min, best {best:.1%}"
+            else f"{name}: not by {longest:.2f} min, best {best:.1%}"
         )
     return "; ".join(parts)
 
@@ -110,7 +110,7 @@ GOALS = [
         "time_to_accuracy",
         lambda lines: _first_budget(lines, "mmjax", "relational", 0.94),
         _beats_rivals,
-        "mmjax: at {:.1f} min",
+        "mmjax: at {:.2f} min",
         _rivals_context,
     ),
     Goal(

@@ -138,7 +138,7 @@ SECTIONS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         [
             ("candidate", "model", "{}"),
             ("cpu_budget_s", "CPU s of training", "{:.0f}"),
-            ("cpu_minutes_2_cores", "= minutes of 2 cores", "{:.1f}"),
+            ("cpu_minutes_2_cores", "= minutes of 2 cores", "{:.2f}"),
             ("steps", "steps", "{}"),
             ("train_wall_s", "wall s", "{:.0f}"),
             ("cores_used", "cores it got", "{:.2f}"),
