@@ -3,9 +3,10 @@
   python -m experiments.autoencoder_tables [--runs=experiments/results/autoencoder/runs]
 
 Prints, as Markdown: the validation side-by-side table (every validation evaluation of every
-run under --runs, with the validation probe where the run has one) and the test table of the
-run named `final`. A figure missing from a run (the run before issue 26 had no parser of drawn
-images and no validation probe) is shown as "-".
+run under --runs, with the validation probe where the run has one), the final run's images
+decoded at the mode and as the expected image on validation (probes/decoding_final.json), and
+the test table of the runs `0_before` and `1_final`. A figure missing from a run (the run
+before issue 26 had no parser of drawn images and no validation probe) is shown as "-".
 """
 
 from __future__ import annotations
@@ -102,14 +103,37 @@ def validation_table(runs: str) -> str:
     return "\n".join(lines)
 
 
-def test_table(runs: str, run: str = "final") -> str:
-    """The test figures of `run` (its last record of each)."""
-    records = read_metrics(os.path.join(runs, run, "metrics.jsonl"))
-    lines = ["| test (1,000 scenes) | value |", "| --- | --- |"]
-    for name, keys, decimals, percent in TEST_ROWS:
+def decoding_table(path: str) -> str:
+    """Mode against expected decoding of the final run's images (probes/decoding.py's JSON)."""
+    with open(path) as f:
+        scores = json.load(f)
+    lines = [
+        "| z from | decoded | PSNR (dB) | MSE | objects in order |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for source in ("joint", "from_image", "from_text"):
+        for how in ("mode", "expected"):
+            key = f"{source}_{how}"
+            psnr = _format(scores[f"{key}_psnr"], 1, False)
+            mse = _format(scores[f"{key}_mse"], 4, False)
+            order = _format(scores[f"{key}_objects_in_order"], 1, True)
+            lines.append(f"| {source} | {how} | {psnr} | {mse} | {order} |")
+    return "\n".join(lines)
+
+
+def test_table(runs: str, names: tuple[str, ...] = ("0_before", "1_final")) -> str:
+    """The test figures of the runs `names` (each run's last record of each), side by side."""
+    records = [read_metrics(os.path.join(runs, name, "metrics.jsonl")) for name in names]
+    lines = [
+        "| test (1,000 scenes) | " + " | ".join(names) + " |",
+        "|" + " --- |" * (1 + len(names)),
+    ]
+    for label, keys, decimals, percent in TEST_ROWS:
         keys = keys if isinstance(keys, tuple) else (keys,)
-        cell = " / ".join(_format(_last(records, k), decimals, percent) for k in keys)
-        lines.append(f"| {name} | {cell} |")
+        cells = [
+            " / ".join(_format(_last(run, k), decimals, percent) for k in keys) for run in records
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -120,7 +144,11 @@ def main() -> None:
     args = parser.parse_args()
     print(validation_table(args.runs))
     print()
-    if os.path.exists(os.path.join(args.runs, "final")):
+    decoding = os.path.join(os.path.dirname(args.runs), "probes", "decoding_final.json")
+    if os.path.exists(decoding):
+        print(decoding_table(decoding))
+        print()
+    if os.path.exists(os.path.join(args.runs, "1_final")):
         print(test_table(args.runs))
 
 

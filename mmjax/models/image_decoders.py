@@ -192,6 +192,9 @@ class SpriteImageDecoder(nn.Module):
       num_heads: attention heads.
       mlp_dim: hidden width of the blocks' MLPs and of the heads' hidden layer.
       start: every pixel's value at initialisation (the background; the sprites start at 0).
+      straight_through: draw the mode's image in training too, with the expected image's
+        gradient (a straight-through estimator), so that the sprites are learnt for the image
+        that is decoded.
       dtype: computation dtype (the output is float32).
       param_dtype: parameter dtype.
     """
@@ -204,6 +207,7 @@ class SpriteImageDecoder(nn.Module):
     num_heads: int = 4
     mlp_dim: int = 128
     start: float = 0.5
+    straight_through: bool = False
     dtype: DType = jnp.float32
     param_dtype: DType = jnp.float32
 
@@ -222,10 +226,15 @@ class SpriteImageDecoder(nn.Module):
         centres = []
         for axis in ("rows", "columns"):
             logits = nn.Dense(size, name=f"{axis}_logits", **kw)(h).astype(jnp.float32)
+            soft = jax.nn.softmax(logits, -1)
+            hard = jax.nn.one_hot(jnp.argmax(logits, -1), size)
             if mode:
-                centres.append(jax.nn.one_hot(jnp.argmax(logits, -1), size))
+                centres.append(hard)
+            elif self.straight_through:
+                # The mode's image forward, the expected image's gradient backward.
+                centres.append(hard + soft - jax.lax.stop_gradient(soft))
             else:
-                centres.append(jax.nn.softmax(logits, -1))
+                centres.append(soft)
         sprites = nn.Dense(s * s * 3, name="sprites", **_output_init(0.0), **kw)(h)
         sprites = sprites.astype(jnp.float32).reshape(batch, k, s, s, 3)
         rows, columns = (placement_matrix(p, s) for p in centres)  # [B, K, size, s]

@@ -5,7 +5,8 @@
 z is made from each colour's true centre and shape (2,048 generated scenes): FEATURES
 "onehot" (one-hot x and y per colour) or "sincos" (sin-cos embeddings of x and y at 16
 frequencies from 1/75 to 1 radian per pixel, like the encoder's position embeddings).
-DECODER "sprites" (`SpriteImageDecoder`) or "patch" (`PatchImageDecoder`, 15-pixel
+DECODER "sprites" (`SpriteImageDecoder`), "sprites_straight_through" (the same, trained on
+the mode's image with a straight-through gradient) or "patch" (`PatchImageDecoder`, 15-pixel
 patches); Adam 2e-3, batch 32. Prints the mean training MSE of the last 50 steps every 250
 steps, then the MSE of the expected and of the mode image on 4 scenes.
 """
@@ -51,8 +52,9 @@ def main(kind: str, decoder_kind: str, steps: int) -> None:
     rng = np.random.default_rng(0)  # the scenes, then the batches
     images, centres, shapes = scene_data(rng)
     z = features(kind, centres, shapes)
-    if decoder_kind == "sprites":
-        decoder = SpriteImageDecoder(start=1.0, mlp_dim=128)
+    if decoder_kind.startswith("sprites"):
+        straight = decoder_kind == "sprites_straight_through"
+        decoder = SpriteImageDecoder(start=1.0, mlp_dim=128, straight_through=straight)
     else:
         decoder = PatchImageDecoder(patch_size=15, start=1.0, mlp_dim=128)
     params = decoder.init(jax.random.key(0), z[:2])
@@ -76,7 +78,7 @@ def main(kind: str, decoder_kind: str, steps: int) -> None:
         if s % 250 == 0:
             print(s, round(float(np.mean(losses[-50:])), 4), flush=True)
     expected = np.asarray(decoder.apply(params, z[:4]))
-    modes = {"mode": True} if decoder_kind == "sprites" else {}
+    modes = {"mode": True} if decoder_kind.startswith("sprites") else {}
     mode = np.asarray(decoder.apply(params, z[:4], **modes))
     print(
         "expected", np.mean((expected - images[:4]) ** 2), "mode", np.mean((mode - images[:4]) ** 2)
