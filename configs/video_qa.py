@@ -26,9 +26,13 @@ every frame's image tokens over time (all 64 patches, so token n is patch n's fe
 over the clip: where objects pass, not in which order). The question-only baseline is the
 dataset's (`answer_baseline`), printed next to the test accuracy.
 
-Results: mmjax/projects/bouncing_shapes/results/video_qa/README.md (accuracy per question
-family, motion and static, against the baselines). `size=tiny` exists for tests and trains
-for seconds.
+Results (default, 12,000 steps: 516 s of CPU, 34.5 min of wall at a load near 20 on 2
+cores): test accuracy 83.3% on the motion questions (direction 90.8%, fastest 98.6%, slowest
+92.2%, wall hits 94.1%, approach 66.0%, touch_order 56.8%) and 99.0% on the static ones, against
+35.8% / 93.6% for the single frame, 47.4% / 67.7% for the frame mean and 33.8% / 40.5% for
+question-only; the 90% asked on motion is not reached (approach and touch_order).
+mmjax/projects/bouncing_shapes/results/video_qa/README.md has the tables and run files.
+`size=tiny` exists for tests and trains for seconds.
 """
 
 import ml_collections
