@@ -17,7 +17,8 @@ What a user would do around the commands is done too, and only that:
   absolute workdir (`/shared/runs/vqa`) is taken relative to the folder, and a command that
   would reuse a workdir of a different earlier command gets its own (`shared/runs/vqa_2`);
   identical commands run once;
-- placeholders: `scene.png` is one of the tutorial's scenes, `runs/a` and `runs/b` are two of
+- placeholders: `scene.png` is one of the tutorial's scenes, `clip.gif`, `frames/` and
+  `clip.npy` one bouncing-shapes clip, `runs/a` and `runs/b` are two of
   the runs made here.
 A command that needs what the plain install and this machine cannot give (a config file
 written in a page, weights saved with the `[convert]` extra from the hub) is listed in NOT_RUN,
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from documented_commands import ROOT, documented_commands
 
@@ -51,6 +53,8 @@ NOT_RUN = {
     "[convert] extra; tests/test_start_from_weights.py runs these on a tiny saved CLIP",
     "--config.init_from.path=runs/start_from_weights/": "docs/weights.md: the tower of "
     "`python -m experiments.start_from_weights`; tests/test_start_from_weights.py runs it",
+    ":init=runs/image_captioner": "docs/video.md: an image captioner's workdir of the video "
+    "captioner's width; tests/test_video_tasks.py starts a tiny one from a tiny image captioner",
 }
 PLACEHOLDERS = {"runs/a": "runs/vqa", "runs/b": "runs/tiny"}
 # The tutorial's first two commands (README, "Train on your own images"), with 300 scenes.
@@ -155,6 +159,7 @@ def _prepare_data(python, jobs, work, env) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     shutil.copy(work / "my_photos" / "images" / "scene_00000.png", work / "scene.png")
+    _write_clips(work)
     configs = [_value(args, "config") for job in jobs for args in job]
     for config in configs:
         if "dataset=custom" in config:
@@ -187,6 +192,21 @@ def _prepare_data(python, jobs, work, env) -> None:
         root = str(work / "home" / "tensorflow_datasets")
         for builder in (CocoForDefaultBatches, ClevrStandIn):
             builder(data_dir=root, file_format="array_record").download_and_prepare()
+
+
+def _write_clips(work) -> None:
+    """docs/video.md's `clip.gif`, `frames/` and `clip.npy`: one default bouncing-shapes clip."""
+    from PIL import Image
+
+    from mmjax.projects.bouncing_shapes import clips
+
+    video = clips.generate_clip(clips.clip_rng(0, "test", 0))["video"]
+    np.save(work / "clip.npy", video)
+    (work / "frames").mkdir()
+    frames = [Image.fromarray(frame) for frame in video]
+    for index, frame in enumerate(frames):
+        frame.save(work / "frames" / f"frame_{index:02d}.png")
+    frames[0].save(work / "clip.gif", save_all=True, append_images=frames[1:], duration=100)
 
 
 def _run_job(python, job, work, env) -> tuple[str, list[str]]:
