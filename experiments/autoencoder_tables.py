@@ -5,8 +5,9 @@
 Prints, as Markdown: the validation side-by-side table (every validation evaluation of every
 run under --runs, with the validation probe where the run has one), the final run's images
 decoded at the mode and as the expected image on validation (probes/decoding_final.json), and
-the test table of the runs `0_before` and `1_final`. A figure missing from a run (the run
-before issue 26 had no parser of drawn images and no validation probe) is shown as "-".
+the test table of the runs `0_before`, `1_dropout_0.25` and `2_final`. A figure missing from
+a run (the run before issue 26 had no parser of drawn images and no validation probe) is
+shown as "-".
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def decoding_table(path: str) -> str:
     return "\n".join(lines)
 
 
-def test_table(runs: str, names: tuple[str, ...] = ("0_before", "1_final")) -> str:
+def test_table(
+    runs: str, names: tuple[str, ...] = ("0_before", "1_dropout_0.25", "2_final")
+) -> str:
     """The test figures of the runs `names` (each run's last record of each), side by side."""
     records = [read_metrics(os.path.join(runs, name, "metrics.jsonl")) for name in names]
     lines = [
@@ -148,7 +151,7 @@ def main() -> None:
     if os.path.exists(decoding):
         print(decoding_table(decoding))
         print()
-    if os.path.exists(os.path.join(args.runs, "1_final")):
+    if os.path.exists(os.path.join(args.runs, "2_final")):
         print(test_table(args.runs))
 
 
