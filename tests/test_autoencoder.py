@@ -175,10 +175,11 @@ def test_tiny_model_overfits_a_handful_of_scenes(setup):
         state, metrics = step(state, batch)
         first = first or {k: float(metrics[k]) for k in ("image_mse", "text_ce")}
     last = {k: float(metrics[k]) for k in ("image_mse", "text_ce")}
-    # Measured: image MSE 0.055 -> 0.0063 (the sprite decoder: its slots first have to find
-    # their objects; 0.0006 with the patch decoder), text cross-entropy 4.3 -> 0.005. A
-    # model that learnt nothing stays at the white image's 0.05.
-    assert last["image_mse"] < 0.2 * first["image_mse"], (first, last)
+    # Measured: image MSE 0.055 -> 0.017 (the sprite decoder, whose slots first have to find
+    # their objects, and 70% of the examples seen through one modality; 0.0063 with 25% +
+    # 25%, 0.0006 with the patch decoder), text cross-entropy 4.3 -> 0.02. A model that learnt
+    # nothing stays at the white image's 0.05.
+    assert last["image_mse"] < 0.4 * first["image_mse"], (first, last)
     assert last["text_ce"] < 0.01 * first["text_ce"], (first, last)
 
 
