@@ -92,7 +92,8 @@ def _weakest_task(lines: list[dict]) -> str | None:
     if not lines:
         return None
     weakest = min(lines, key=lambda line: line["share_of_bound"])
-    return "least: " + weakest["task"] + "; tasks: " + ", ".join(line["task"] for line in lines)
+    tasks = dict.fromkeys(line["task"] for line in lines)  # in order, once each
+    return "least: " + weakest["task"] + "; tasks: " + ", ".join(tasks)
 
 
 def _vqa_floor(lines: list[dict]) -> str | None:
