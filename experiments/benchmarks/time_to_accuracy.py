@@ -10,7 +10,7 @@ fewer cores, and CPU time counts what it got (contention still inflates it somew
   python -m experiments.benchmarks.time_to_accuracy --budgets=60,150,300,600 \
       --out=experiments/results/benchmarks/runs/time_to_accuracy.jsonl
 
-(`--quick`: 15 CPU seconds each, scored on 100 validation images: it only shows that every
+(`--quick`: 10 CPU seconds each, scored on 50 validation images: it only shows that every
 candidate trains and is scored.)
 """
 
@@ -28,9 +28,9 @@ from experiments.benchmarks.budget_training import CANDIDATES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FULL_BUDGETS = (60.0, 150.0, 300.0, 600.0, 1200.0, 2400.0)  # 0.5 .. 20 minutes of 2 cores
-# --quick only shows that every candidate trains and is scored: 15 CPU seconds each, scored on
-# 100 validation images.
-QUICK_BUDGETS, QUICK_IMAGES = (15.0,), 100
+# --quick only shows that every candidate trains and is scored: 10 CPU seconds each, scored on
+# 50 validation images.
+QUICK_BUDGETS, QUICK_IMAGES = (10.0,), 50
 
 
 def measure(
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in FULL_BUDGETS))
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--out", required=True, help="JSON lines file to append to")
-    parser.add_argument("--quick", action="store_true", help="15 CPU s each, 100 images")
+    parser.add_argument("--quick", action="store_true", help="10 CPU s each, 50 images")
     args = parser.parse_args(argv)
     budgets = tuple(float(b) for b in args.budgets.split(","))
     images = 0
