@@ -25,7 +25,14 @@ FROZEN = "^(stem|image_encoder)/"
 def _setup(data_dir, frozen):
     config = load_config(
         f"{CONFIG}:size=tiny,num_train=8,num_test=4",
-        [f"data.data_dir={data_dir}", f"optim.frozen={frozen}", "optim.lr=0.05"],
+        [f"data.data_dir={data_dir}", f"optim.frozen={frozen}", "optim.lr=0.05"]
+        # The conv stem: its first layer's bias is the parameter the test signs.
+        + [
+            "model.stem=conv",
+            "model.patch_kernel=0",
+            "model.keep_tokens=0",
+            "model.token_selector=",
+        ],
     )
     experiment = Experiment.assemble(config, saved=None)
     mesh = experiment.mesh()

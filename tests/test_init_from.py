@@ -28,6 +28,7 @@ IMAGE_TOWER = "^(stem|image_encoder)/"
 
 def _config(data_dir, **init_from):
     overrides = [f"data.data_dir={data_dir}", "model.stem=patch", "model.patch_size=15"]
+    overrides += ["model.patch_kernel=0", "model.keep_tokens=0", "model.token_selector="]
     overrides.append("model.posemb=learn")
     overrides += [f"init_from.{k}={v}" for k, v in init_from.items()]
     return load_config(f"{CONFIG}:size=tiny,num_train=8,num_test=4", overrides)
