@@ -139,7 +139,7 @@ class BouncingShapes(Dataset):
 
         os.makedirs(self.data_dir, exist_ok=True)
         # Runs started together would otherwise build the same dataset at once.
-        with open(os.path.join(self.data_dir, ".mmjax-build.lock"), "w") as lock:
+        with open(os.path.join(self.data_dir, f".mmjax-build-{self.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             build_bouncing_shapes(self.data_dir, **settings)
 

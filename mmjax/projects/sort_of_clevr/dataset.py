@@ -174,7 +174,7 @@ class SortOfClevr(Dataset):
         os.makedirs(self.data_dir, exist_ok=True)
         # Runs started together (a sweep, several users) would otherwise build the same
         # dataset at once, and TFDS's final rename fails for all but one of them.
-        with open(os.path.join(self.data_dir, ".mmjax-build.lock"), "w") as lock:
+        with open(os.path.join(self.data_dir, f".mmjax-build-{self.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             build_sort_of_clevr(self.data_dir, **self._sizes())
 
