@@ -1,11 +1,12 @@
-"""Retrieval train-step speed before and after the issue-26 config, side by side.
+"""A task's train-step speed before and after its issue-26 config, side by side.
 
-  python -m experiments.retrieval_step_speed [--reps=5] [--steps=20] \
-      [--out=experiments/results/retrieval/step_speed.json]
+  python -m experiments.step_speed_before_after --task=retrieval|autoencoding [--reps=5]
+      [--steps=10] [--out=experiments/results/<page>/step_speed.json]
 
-"before" is the retrieval config as it was before issue 26 (conv stem, 25 tokens, batch 64;
-kept as experiments/results/retrieval/config_before.py), "after" is configs/
-retrieval_dual_encoder.py. Each is set up and timed by the benchmark's own train-step code
+"before" is the task's config as it was before issue 26, kept as
+experiments/results/<page>/config_before.py (retrieval: conv stem, 25 tokens, batch 64;
+autoencoding: 15x15-pixel patches, 25 tokens, z of 64, patch decoder); "after" is the task's
+default config. Each is set up and timed by the benchmark's own train-step code
 (`experiments.benchmarks.train_steps`: the trainer's compiled step on a constant batch of real
 examples), in turns with each other and with the 2048^2 float32 matmul whose FLOP/s is the
 utilisation's denominator, so all three see the same load. Writes one JSON object per config
@@ -25,16 +26,40 @@ from experiments.benchmarks import train_steps
 from experiments.benchmarks.timing import interleaved_medians, matmul, xla_flops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BEFORE = os.path.join(HERE, "results", "retrieval", "config_before.py")
-OUT = os.path.join(HERE, "results", "retrieval", "step_speed.json")
 
 
-def compare(reps: int, steps: int) -> list[dict]:
+def _retrieval_model(model) -> dict:
+    return {
+        "stem": model.stem,
+        "image_tokens": int(model.keep_tokens) or None,
+        "width": int(model.width),
+    }
+
+
+def _autoencoder_model(model) -> dict:
+    return {
+        "patch_size": int(model.patch_size),
+        "image_tokens": int(model.get("keep_tokens", 0)) or None,
+        "image_decoder": model.image_decoder_kind,
+        "z_dim": int(model.z_dim),
+    }
+
+
+# task -> (results page folder, one example in words, the model fields a line reports)
+TASKS = {
+    "retrieval": ("retrieval", "image + 1 caption", _retrieval_model),
+    "autoencoding": ("autoencoder", "image + its caption", _autoencoder_model),
+}
+
+
+def compare(task: str, reps: int, steps: int) -> list[dict]:
     """One line per config ("before", "after"): step time, examples/s, GFLOP/step and MFU."""
-    train_steps.TASK_CONFIGS["retrieval_before"] = (BEFORE, "image + 1 caption")
+    page, example, model_fields = TASKS[task]
+    before = os.path.join(HERE, "results", page, "config_before.py")
+    train_steps.TASK_CONFIGS[f"{task}_before"] = (before, example)
     benches = {
-        "before": train_steps.setup("retrieval_before"),
-        "after": train_steps.setup("retrieval"),
+        "before": train_steps.setup(f"{task}_before"),
+        "after": train_steps.setup(task),
     }
     ceiling, ceiling_flops = matmul(*train_steps.CEILING)
     candidates = {name: (lambda b=b: b.run(steps)) for name, b in benches.items()}
@@ -44,13 +69,10 @@ def compare(reps: int, steps: int) -> list[dict]:
     for name, bench in benches.items():
         step_s = seconds[name] / steps
         flops = xla_flops(bench.train_step)
-        model = bench.config.model
         lines.append(
             {
                 "config": name,
-                "stem": model.stem,
-                "image_tokens": int(model.keep_tokens) or None,
-                "width": int(model.width),
+                **model_fields(bench.config.model),
                 "batch_size": int(bench.config.batch_size),
                 "parameters": sum(
                     int(np.prod(p.shape)) for p in jax.tree.leaves(bench.state.params)
@@ -63,6 +85,7 @@ def compare(reps: int, steps: int) -> list[dict]:
                 "mfu": flops / step_s / 1e9 / ceiling_gflops,
                 "reps": reps,
                 "steps_per_rep": steps,
+                "load_average": os.getloadavg()[0],
             }
         )
     return lines
@@ -71,17 +94,18 @@ def compare(reps: int, steps: int) -> list[dict]:
 def main() -> None:
     """Parses the flags, measures, writes --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--out", default=OUT)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", default="")
     args = parser.parse_args()
-    lines = compare(args.reps, args.steps)
+    out = args.out or os.path.join(HERE, "results", TASKS[args.task][0], "step_speed.json")
+    lines = compare(args.task, args.reps, args.steps)
     for line in lines:
         print(json.dumps(line))
-    with open(args.out, "w") as f:
-        json.dump(
-            {"command": "python -m experiments.retrieval_step_speed", "lines": lines}, f, indent=1
-        )
+    with open(out, "w") as f:
+        command = f"python -m experiments.step_speed_before_after --task={args.task}"
+        json.dump({"command": command, "lines": lines}, f, indent=1)
 
 
 if __name__ == "__main__":
