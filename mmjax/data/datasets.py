@@ -17,6 +17,7 @@ new dataset implements `prepare` and `source` and overrides only what it has.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import numpy as np
@@ -159,6 +160,50 @@ class Dataset:
 def as_text(text) -> str:
     """`text` (str or UTF-8 bytes, as TFDS decodes strings) as str."""
     return text.decode() if isinstance(text, bytes) else str(text)
+
+
+class LocallyBuiltDataset(Dataset):
+    """A dataset that mmjax generates itself and stores under data.data_dir (TFDS files).
+
+    Subclasses build in `prepare` through `build_locked` and read through `stored_source`, so
+    every locally built dataset locks, names a missing split and reports damaged files alike.
+    """
+
+    title: str = ""  # the dataset's name in messages, e.g. "Sort-of-CLEVR"
+
+    def build_locked(self, build) -> None:
+        """Runs `build()`, which writes the dataset under data_dir, holding its build lock.
+
+        Runs started together (a sweep, several users) would otherwise build the same dataset
+        at once, and TFDS's final rename fails for all but one of them; the lock is per dataset
+        so that building one does not hold up runs of another in the same data_dir.
+        """
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(os.path.join(self.data_dir, f".mmjax-build-{self.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build()
+
+    def stored_source(self, split: str, load, transform=None) -> CheckedSource:
+        """`load()`'s records of `split` as a CheckedSource; `transform(record, index)` maps each.
+
+        Raises ConfigError for a split the dataset lacks or files missing under data_dir.
+        """
+        if split not in self.splits:
+            raise ConfigError(f"{self.title} has no split {split!r}; it has {list(self.splits)}")
+        try:
+            records = load()
+        except FileNotFoundError as error:
+            raise ConfigError(
+                f"dataset {self.name!r} not found in data.data_dir={self.data_dir!r} ({error}); "
+                "set data.build_if_missing=True to build it"
+            ) from None
+        return CheckedSource(
+            records,
+            f"{self.name} {split}",
+            f"; the files under {self.data_dir} are damaged: delete the dataset's directory "
+            "there to rebuild it",
+            transform=transform,
+        )
 
 
 def get_dataset(data_config) -> Dataset:

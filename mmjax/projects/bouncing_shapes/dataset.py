@@ -17,14 +17,12 @@ tokenizer (words) and the answers are fixed by the templates, not built from dat
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import os
 
 import numpy as np
 
 from mmjax.config_utils import ConfigError
-from mmjax.data.datasets import CheckedSource, Dataset, as_text
+from mmjax.data.datasets import CheckedSource, LocallyBuiltDataset, as_text
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import WordTokenizer
 from mmjax.projects.bouncing_shapes import captions, clips, motion, questions
@@ -103,8 +101,10 @@ def common_record(record: dict, index: int, image_frame: int = -1) -> dict:
     return out
 
 
-class BouncingShapes(Dataset):
+class BouncingShapes(LocallyBuiltDataset):
     """The built-in video dataset (see the module docstring and `clips`)."""
+
+    title = "bouncing_shapes"
 
     question_fields = {"family": ("family", np.int32)}
 
@@ -137,31 +137,14 @@ class BouncingShapes(Dataset):
             return
         from mmjax.projects.bouncing_shapes.tfds_builder import build_bouncing_shapes
 
-        os.makedirs(self.data_dir, exist_ok=True)
-        # Runs started together would otherwise build the same dataset at once.
-        with open(os.path.join(self.data_dir, f".mmjax-build-{self.name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            build_bouncing_shapes(self.data_dir, **settings)
+        self.build_locked(lambda: build_bouncing_shapes(self.data_dir, **settings))
 
     def raw_source(self, split: str, transform=None) -> CheckedSource:
         """The split's records as stored (answers as ids into `questions.ANSWERS`)."""
         from mmjax.projects.bouncing_shapes.tfds_builder import load_bouncing_shapes
 
-        if split not in self.splits:
-            raise ConfigError(f"bouncing_shapes has no split {split!r}; it has {list(self.splits)}")
-        try:
-            records = load_bouncing_shapes(self.data_dir, split, **self._settings())
-        except FileNotFoundError as error:
-            raise ConfigError(
-                f"dataset {self.name!r} not found in data.data_dir={self.data_dir!r} ({error}); "
-                "set data.build_if_missing=True to build it"
-            ) from None
-        return CheckedSource(
-            records,
-            f"{self.name} {split}",
-            f"; the files under {self.data_dir} are damaged: delete the dataset's directory "
-            "there to rebuild it",
-            transform=transform,
+        return self.stored_source(
+            split, lambda: load_bouncing_shapes(self.data_dir, split, **self._settings()), transform
         )
 
     def source(self, split: str, images: bool = True) -> CheckedSource:

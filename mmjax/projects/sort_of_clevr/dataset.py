@@ -12,14 +12,12 @@ another colour (split "<split>:color_swap").
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import os
 
 import numpy as np
 
 from mmjax.config_utils import ConfigError
-from mmjax.data.datasets import CheckedSource, Dataset
+from mmjax.data.datasets import CheckedSource, LocallyBuiltDataset
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import WordTokenizer
 from mmjax.projects.sort_of_clevr import scenes
@@ -150,8 +148,10 @@ def _with_answer_words(record: dict, index: int) -> dict:
     return dict(record, questions=questions)
 
 
-class SortOfClevr(Dataset):
+class SortOfClevr(LocallyBuiltDataset):
     """The built-in dataset (see the module docstring and `scenes`)."""
+
+    title = "Sort-of-CLEVR"
 
     question_fields = {"subtype": ("subtype", np.int32), "question_code": ("code", np.float32)}
 
@@ -171,12 +171,7 @@ class SortOfClevr(Dataset):
             return
         from mmjax.projects.sort_of_clevr.tfds_builder import build_sort_of_clevr
 
-        os.makedirs(self.data_dir, exist_ok=True)
-        # Runs started together (a sweep, several users) would otherwise build the same
-        # dataset at once, and TFDS's final rename fails for all but one of them.
-        with open(os.path.join(self.data_dir, f".mmjax-build-{self.name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            build_sort_of_clevr(self.data_dir, **self._sizes())
+        self.build_locked(lambda: build_sort_of_clevr(self.data_dir, **self._sizes()))
 
     def raw_source(self, split: str, transform=None) -> CheckedSource:
         """The split's records as stored (answers as ids into `scenes.ANSWERS`).
@@ -185,21 +180,8 @@ class SortOfClevr(Dataset):
         """
         from mmjax.projects.sort_of_clevr.tfds_builder import load_sort_of_clevr
 
-        if split not in self.splits:
-            raise ConfigError(f"Sort-of-CLEVR has no split {split!r}; it has {list(self.splits)}")
-        try:
-            records = load_sort_of_clevr(self.data_dir, split, **self._sizes())
-        except FileNotFoundError as error:
-            raise ConfigError(
-                f"dataset {self.name!r} not found in data.data_dir={self.data_dir!r} ({error}); "
-                "set data.build_if_missing=True to build it"
-            ) from None
-        return CheckedSource(
-            records,
-            f"{self.name} {split}",
-            f"; the files under {self.data_dir} are damaged: delete the dataset's directory "
-            "there to rebuild it",
-            transform=transform,
+        return self.stored_source(
+            split, lambda: load_sort_of_clevr(self.data_dir, split, **self._sizes()), transform
         )
 
     def source(self, split: str, images: bool = True) -> CheckedSource:
